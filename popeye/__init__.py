@@ -1,0 +1,2 @@
+"""Popeye: copies each finished upload to S3, records it in the database and
+starts the video-processing workflow."""

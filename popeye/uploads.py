@@ -1,0 +1,81 @@
+"""An upload as Brewtus leaves it on disk, and the rules for accepting one.
+
+The legacy service trusted ``path``: any readable file on the host could be
+sent to S3.  :func:`confine` accepts only a regular file directly inside the
+configured upload directory, after following symlinks.
+"""
+
+import os
+from dataclasses import dataclass
+
+#: Files a job writes or reads beside the upload; never an upload themselves.
+COMPANION_SUFFIXES = (".json", ".lock", ".log")
+
+
+class Refused(ValueError):
+    """The path cannot be processed; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The three files of one upload: ``<fileId>``, ``<fileId>.json`` (info)
+    and ``<fileId>_metadata.json`` (metadata), plus the job's own lock and log."""
+
+    path: str
+
+    @property
+    def base(self) -> str:
+        return os.path.splitext(self.path)[0]
+
+    @property
+    def uuid(self) -> str:
+        """The media uuid: the upload's file name without extension."""
+        return os.path.basename(self.base)
+
+    @property
+    def info_path(self) -> str:
+        return self.base + ".json"
+
+    @property
+    def metadata_path(self) -> str:
+        return self.base + "_metadata.json"
+
+    @property
+    def log_path(self) -> str:
+        return self.base + ".log"
+
+    @property
+    def lock_path(self) -> str:
+        return self.path + ".lock"
+
+
+def confine(raw_path: str, upload_dir: str) -> Upload:
+    """The Upload for ``raw_path`` if it names a file Popeye may process.
+
+    Refuses, with a reason: NUL bytes, relative paths, ``..`` segments, a path
+    whose real location (symlinks followed) is not directly inside
+    ``upload_dir``, a job's companion file, and a missing or non-regular file.
+    """
+    if "\x00" in raw_path:
+        raise Refused("path contains a NUL byte")
+    if not os.path.isabs(raw_path):
+        raise Refused("path must be absolute")
+    if ".." in raw_path.replace("\\", "/").split("/"):
+        raise Refused("path must not contain '..' segments")
+    root = os.path.realpath(upload_dir)
+    try:
+        real = os.path.realpath(raw_path)
+    except (OSError, ValueError):
+        raise Refused("path cannot be resolved") from None
+    if os.path.dirname(real) != root:
+        raise Refused("path is not inside the upload directory", status=403)
+    if real.endswith(COMPANION_SUFFIXES):
+        raise Refused("path names a job's companion file, not an upload")
+    if not os.path.isfile(real):
+        raise Refused("file not found", status=404)
+    return Upload(real)

@@ -1,0 +1,151 @@
+"""web.py-style url tables on plain WSGI.
+
+The legacy service mounted sub-applications by prefix (``('/dev', dev_app)``)
+and each had its own ``(regex, handler)`` table; the same shape is kept so the
+routes read as they did.  A handler is a callable taking the :class:`Request`
+(the per-request context: query, ORM session, logger, like web.py's
+``web.ctx``) and returning a JSON-able object, or raising :class:`HTTPError`.
+"""
+
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("popeye.web")
+
+Handler = Callable[["Request"], Any]
+
+
+class HTTPError(Exception):
+    """A refusal the client should see: ``{"error": true, "message": ...}``.
+
+    The status defaults to 200 because that is how the legacy app reported
+    handled errors (``/dev/error/exception``, ``Missing path param``).
+    """
+
+    def __init__(self, message: str, status: int = 200, **extra: Any):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": True, "message": self.message, **self.extra}
+
+
+@dataclass
+class Request:
+    """What a handler may use: the request, one ORM session and a logger."""
+
+    environ: dict[str, Any]
+    session_factory: sessionmaker[Session] | None
+    log: logging.Logger = log
+    _orm: Session | None = field(default=None, repr=False)
+
+    @property
+    def orm(self) -> Session:
+        """The request's ORM session, opened on first use."""
+        if self._orm is None:
+            if self.session_factory is None:
+                raise RuntimeError("this application has no database")
+            self._orm = self.session_factory()
+        return self._orm
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query string as a dict; a repeated key keeps its last value."""
+        return dict(parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True))
+
+    def header(self, name: str) -> str | None:
+        return self.environ.get("HTTP_" + name.upper().replace("-", "_"))
+
+    def finish(self, ok: bool) -> None:
+        """Commit when the handler finished or refused, roll back when it crashed;
+        close always (SPEC section 1)."""
+        if self._orm is None:
+            return
+        try:
+            if ok:
+                self._orm.commit()
+            else:
+                self._orm.rollback()
+        finally:
+            self._orm.close()
+
+
+Route = tuple[str, "Handler | Application"]
+
+
+class Application:
+    """A table of ``(regex, handler)`` or ``(prefix, sub-application)`` rows.
+
+    A row whose target is an Application matches by prefix and hands over the
+    rest of the path; any other row must match the whole path.
+    """
+
+    def __init__(self, routes: Sequence[Route]):
+        self.routes = [(re.compile(pattern), target) for pattern, target in routes]
+
+    def resolve(self, path: str) -> Handler | None:
+        for pattern, target in self.routes:
+            if isinstance(target, Application):
+                match = pattern.match(path)
+                if match:
+                    found = target.resolve(path[match.end():])
+                    if found is not None:
+                        return found
+            elif pattern.fullmatch(path):
+                return target
+        return None
+
+
+def json_response(start_response, status: int, body: Any) -> list[bytes]:
+    payload = json.dumps(body).encode("utf-8")
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+    )
+    return [payload]
+
+
+class WSGIApp:
+    """The WSGI callable: dispatch, per-request context, errors as JSON.
+
+    No exception reaches the client as a traceback: an unexpected one is
+    logged with its traceback and answered 500 with a JSON error.
+    """
+
+    def __init__(self, routes: Application, session_factory: sessionmaker[Session] | None):
+        self.routes = routes
+        self.session_factory = session_factory
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return json_response(start_response, 405, HTTPError("Only GET is supported").body())
+        path = environ.get("PATH_INFO") or "/"
+        handler = self.routes.resolve(path)
+        if handler is None:
+            return json_response(start_response, 404, HTTPError(f"No route for {path}").body())
+        request = Request(environ, self.session_factory)
+        try:
+            body = handler(request)
+        except HTTPError as refusal:
+            ok, status, body = True, refusal.status, refusal.body()
+        except Exception:
+            log.exception("%s %s failed", environ.get("REQUEST_METHOD"), path)
+            ok, status, body = False, 500, HTTPError("Internal error; see the server log").body()
+        else:
+            ok, status = True, 200
+        try:
+            request.finish(ok)
+        except Exception:
+            log.exception("%s %s: closing the database session failed", environ.get("REQUEST_METHOD"), path)
+            status, body = 500, HTTPError("Internal error; see the server log").body()
+        return json_response(start_response, status, body)

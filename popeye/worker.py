@@ -1,0 +1,447 @@
+"""The job: one finished upload to S3, the database and the workflow.
+
+``Background`` owns the job's database session and ``Worker.run()`` is the
+pipeline of SPEC section 3, one method per step, in order.  Any exception
+ends the job through ``Worker.handle_error`` (the runner's errback), which
+moves the upload's files into ``errors/`` so nothing is lost.
+
+Every effect can be repeated: objects are put under fixed keys, a ``media``
+row carrying this job's own uuid is this job's earlier attempt (never a
+duplicate upload), and the workflow refuses a second start of its id.
+"""
+
+import enum
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from popeye import logs
+from popeye.models import (
+    Community,
+    Contact,
+    ContactGroup,
+    Media,
+    MediaAlbum,
+    MediaAsset,
+    MediaWorkflowStage,
+    User,
+    utcnow,
+)
+from popeye.notify import EXISTING_TEMPLATE, PENDING_TEMPLATE, Notifier, duplicate_notice
+from popeye.storage import ObjectStore
+from popeye.uploads import Upload
+from popeye.workflow import WorkflowStarter, workflow_input
+
+HASH_BLOCK = 1024 * 1024
+
+class JobError(Exception):
+    """A step cannot go on; the message says why in words an operator can use."""
+
+
+class Stop(enum.Enum):
+    """A step ended the job early without an error."""
+
+    OTHER_JOB = "another job holds the upload's lock"
+    DUPLICATE = "the user already has this video"
+
+
+@dataclass(frozen=True)
+class Backends:
+    """What a job talks to besides the database, each swappable by config."""
+
+    store: ObjectStore
+    workflow: WorkflowStarter
+    notifier: Notifier
+    bucket: str
+
+
+def client_filename(metadata: dict[str, Any], main_path: str) -> str:
+    """The client's own path for the file, else the upload's base name."""
+    return _client_path(metadata) or os.path.basename(main_path)
+
+
+def title_from(metadata: dict[str, Any]) -> str | None:
+    """The last component of the client's path (Windows or POSIX) without
+    its extension, or None when the client sent no path."""
+    path = _client_path(metadata)
+    if not path:
+        return None
+    return os.path.splitext(re.split(r"[\\/]", path)[-1])[0]
+
+
+def _client_path(metadata: dict[str, Any]) -> str | None:
+    file = metadata.get("file")
+    path = file.get("Path") if isinstance(file, dict) else None
+    return str(path) if path else None
+
+
+def flags_from(metadata: dict[str, Any]) -> tuple[bool, str | bool, str | bool]:
+    """(skip_faces, try_photos, album_uuid) by the rules of SPEC section 3 step 7."""
+    try_photos = metadata.get("try_photos")
+    if try_photos == 2:
+        photos: str | bool = "existing_user"
+    elif try_photos:
+        photos = "new_user"
+    else:
+        photos = False
+    return bool(metadata.get("skip_faces")), photos, metadata.get("album_uuid") or False
+
+
+def md5_of(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as stream:
+        while block := stream.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Background:
+    """Runs a job with its own database session: open it, ``run()``, commit;
+    roll back and close on error.  Subclasses implement ``run()``."""
+
+    def __init__(self, session_factory: sessionmaker[Session], log: logging.Logger, data: dict[str, Any]):
+        self.session_factory = session_factory
+        self.log = log
+        self.data = dict(data)
+        self.orm: Session | None = None
+
+    def execute(self) -> None:
+        self.orm = self.session_factory()
+        try:
+            self.run()
+            self.orm.commit()
+        except BaseException:
+            self.orm.rollback()
+            raise
+        finally:
+            self.orm.close()
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+
+class Worker(Background):
+    """The legacy pipeline over one upload (SPEC section 3, steps 1 to 11)."""
+
+    STEPS = (
+        "take_lock",
+        "check_files",
+        "parse_files",
+        "name_media",
+        "hash_main",
+        "check_duplicates",
+        "read_flags",
+        "store_s3",
+        "store_db",
+        "start_workflow",
+        "clean_up",
+    )
+
+    def __init__(self, session_factory, log, data, backends: Backends):
+        super().__init__(session_factory, log, data)
+        self.backends = backends
+        self.upload = Upload(self.data["full_filename"])
+        self.uuid = self.upload.uuid
+        key = f"{self.uuid}/{self.uuid}"
+        self.files: dict[str, dict[str, str | None]] = {
+            "main": {"ifile": self.upload.path, "ofile": self.upload.path, "key": key},
+            "metadata": {
+                "ifile": self.upload.metadata_path,
+                "ofile": self.upload.metadata_path,
+                "key": f"{key}_metadata.json",
+            },
+            "info": {"ifile": self.upload.info_path, "ofile": self.upload.info_path, "key": f"{key}.json"},
+            "media_log": {"ifile": None, "ofile": self.upload.log_path, "key": None},
+        }
+        self.popeye_log = logs.job_logger(self.uuid, self.upload.log_path)
+        self.step = "queued"
+        self.user: User | None = None
+        self._lock_fd: int | None = None
+
+    # -- the pipeline ----------------------------------------------------
+
+    def run(self) -> None:
+        for step in self.STEPS:
+            self.step = step
+            outcome = getattr(self, step)()
+            if outcome is Stop.OTHER_JOB:
+                self.popeye_log.info("%s: %s; stopping", self.uuid, outcome.value)
+                logs.close_job_logger(self.popeye_log)
+                return
+            if outcome is Stop.DUPLICATE:
+                self.event("Duplicate Video Skipped")
+                self.step = "clean_up"
+                self.clean_up()
+                return
+
+    def take_lock(self) -> Stop | None:
+        """Step 1: an exclusive, non-blocking lock on ``<path>.lock``."""
+        path = self.upload.lock_path
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return Stop.OTHER_JOB
+            # The holder before us may have removed the file after we opened
+            # it: then we hold a lock nobody else can see, so take it again.
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    self._lock_fd = fd
+                    return None
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def check_files(self) -> None:
+        """Step 2: main, info and metadata exist and are readable."""
+        for label in ("main", "info", "metadata"):
+            path = self.files[label]["ifile"]
+            if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                raise JobError(f"{label} file {path} is missing or unreadable")
+
+    def parse_files(self) -> None:
+        """Step 3: info is Brewtus's JSON; metadata comes from the client and
+        may hold invalid UTF-8, which is dropped."""
+        for label in ("info", "metadata"):
+            with open(self.files[label]["ifile"], "rb") as stream:
+                text = stream.read().decode("utf-8", errors="ignore")
+            try:
+                parsed = json.loads(text)
+            except ValueError as exc:
+                raise JobError(f"{label} file is not valid JSON: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise JobError(f"{label} file does not hold a JSON object")
+            self.data[label] = parsed
+
+    def name_media(self) -> None:
+        """Step 4: the client's file name and the title derived from it."""
+        self.data["client_filename"] = client_filename(self.data["metadata"], self.upload.path)
+        self.data["title"] = title_from(self.data["metadata"])
+
+    def hash_main(self) -> None:
+        """Step 5: the MD5 that identifies a re-upload of the same video."""
+        self.data["unique_hash"] = md5_of(self.upload.path)
+
+    def check_duplicates(self) -> Stop | None:
+        """Step 6: the user, and what to do if they already have this video."""
+        uid = self.data["info"].get("uid")
+        users = self.orm.scalars(select(User).where(User.uuid == uid)).all()
+        if len(users) != 1:
+            raise JobError(f"no single user with uuid {uid!r} (found {len(users)})")
+        self.user = users[0]
+        matches = self.orm.scalars(
+            select(Media).where(
+                Media.user_id == self.user.id,
+                Media.unique_hash == self.data["unique_hash"],
+                Media.uuid != self.uuid,  # our own earlier attempt is not a duplicate
+            )
+        ).all()
+        if not matches:
+            return None
+        if len(matches) > 1:
+            self.popeye_log.info("%s: %d media of this user share its hash", self.uuid, len(matches))
+            return Stop.DUPLICATE
+        existing = matches[0]
+        if existing.status in ("visible", "complete"):
+            self.send_notice(EXISTING_TEMPLATE, existing, self._poster_uri(existing))
+            existing.created_date = utcnow()
+            self.orm.commit()
+            return Stop.DUPLICATE
+        if existing.status == "failed":
+            self._forget_failed(existing)
+            return None
+        if existing.status == "pending":
+            self.send_notice(PENDING_TEMPLATE, existing, None)
+        return Stop.DUPLICATE
+
+    def read_flags(self) -> None:
+        """Step 7."""
+        skip_faces, try_photos, album_uuid = flags_from(self.data["metadata"])
+        self.data.update(skip_faces=skip_faces, try_photos=try_photos, album_uuid=album_uuid)
+
+    def store_s3(self) -> None:
+        """Step 8: every label with a key and an existing file."""
+        for entry in self.files.values():
+            if entry["key"] and entry["ofile"] and os.path.exists(entry["ofile"]):
+                self.backends.store.put(entry["key"], entry["ofile"])
+        self.event("070_store_s3_completed")
+
+    def store_db(self) -> None:
+        """Step 9: media, workflow stage and original asset in one transaction,
+        plus the album link when the user may add to that album."""
+        media = self.orm.scalars(select(Media).where(Media.uuid == self.uuid)).one_or_none()
+        if media is not None:
+            asset = self.orm.scalars(
+                select(MediaAsset).where(MediaAsset.media_id == media.id, MediaAsset.asset_type == "original")
+            ).one()
+            self.popeye_log.info("%s: rows exist from an earlier attempt; keeping them", self.uuid)
+            self.data["original_uuid"] = asset.uuid
+            self.event("080_store_db_completed")
+            return
+        main = self.files["main"]
+        media = Media(
+            uuid=self.uuid,
+            media_type="original",
+            filename=self.data["client_filename"],
+            title=self.data["title"],
+            view_count=0,
+            status="pending",
+            skip_faces=self.data["skip_faces"],
+            unique_hash=self.data["unique_hash"],
+            user_id=self.user.id,
+        )
+        self.orm.add(media)
+        self.orm.flush()
+        self.data["original_uuid"] = str(uuid4())
+        self.orm.add_all(
+            [
+                MediaWorkflowStage(media_id=media.id, user_id=self.user.id, workflow_stage="PopeyeComplete"),
+                MediaAsset(
+                    uuid=self.data["original_uuid"],
+                    media_id=media.id,
+                    user_id=self.user.id,
+                    asset_type="original",
+                    metadata_uri=self.files["metadata"]["key"],
+                    bytes=os.path.getsize(main["ofile"]),
+                    uri=main["key"],
+                    location="us",
+                    view_count=0,
+                ),
+            ]
+        )
+        if self.data["album_uuid"]:
+            self._add_to_album(media, self.data["album_uuid"])
+        self.orm.commit()
+        self.event("080_store_db_completed")
+
+    def start_workflow(self) -> None:
+        """Step 10: the workflowId is the media uuid, so a second start is refused
+        by the service and counts as started."""
+        document = workflow_input(
+            media_uuid=self.uuid,
+            user_uuid=self.data["info"]["uid"],
+            original_uuid=self.data["original_uuid"],
+            skip_faces=self.data["skip_faces"],
+            try_photos=self.data["try_photos"],
+            bucket=self.backends.bucket,
+        )
+        if not self.backends.workflow.start(self.uuid, document):
+            self.popeye_log.info("%s: workflow already started", self.uuid)
+        self.event("090_new_pipeline_callout")
+
+    def clean_up(self) -> None:
+        """Step 11: the upload is safe; remove its files and the lock."""
+        self.popeye_log.info("%s: done at step %s", self.uuid, self.step)
+        logs.close_job_logger(self.popeye_log)
+        for path in self._existing_files():
+            os.unlink(path)
+        self._release_lock()
+
+    # -- failure -----------------------------------------------------------
+
+    def handle_error(self, failure) -> None:
+        """The errback of every job: log the uuid, step and cause, move each
+        existing file of the job into ``errors/`` beside it, release the lock."""
+        self.popeye_log.error(
+            "%s: failed at step %s: %s", self.uuid, self.step, failure.getErrorMessage() or failure.type.__name__
+        )
+        self.popeye_log.debug("%s", failure.getTraceback())
+        logs.close_job_logger(self.popeye_log)
+        if self._lock_fd is None:
+            self.log.warning("%s: files left in place: this job never held the lock", self.uuid)
+            return
+        for path in self._existing_files():
+            errors = os.path.join(os.path.dirname(path), "errors")
+            os.makedirs(errors, exist_ok=True)
+            os.replace(path, os.path.join(errors, os.path.basename(path)))
+        self._release_lock()
+
+    # -- helpers -------------------------------------------------------------
+
+    def event(self, name: str) -> None:
+        """The legacy instrumentation events, one log line each."""
+        self.popeye_log.info("%s: event %s", self.uuid, name)
+
+    def send_notice(self, template: str, existing: Media, poster_uri: str | None) -> None:
+        message = duplicate_notice(
+            email=self.user.email,
+            displayname=self.user.displayname,
+            template=template,
+            media_uuid=existing.uuid,
+            title=existing.title,
+            poster_uri=poster_uri,
+            filename=self.data["client_filename"],
+        )
+        try:
+            self.backends.notifier.send(message)
+        except Exception as exc:
+            self.popeye_log.warning("%s: duplicate notice not sent: %s", self.uuid, exc)
+
+    def _poster_uri(self, media: Media) -> str | None:
+        return self.orm.scalars(
+            select(MediaAsset.uri).where(MediaAsset.media_id == media.id, MediaAsset.asset_type == "poster")
+        ).first()
+
+    def _forget_failed(self, media: Media) -> None:
+        """An earlier failed processing of the same video: delete its objects
+        and rows so this upload takes its place."""
+        uris = self.orm.scalars(select(MediaAsset.uri).where(MediaAsset.media_id == media.id)).all()
+        for uri in uris:
+            if uri:
+                self.backends.store.delete(uri)
+        for model, column in (
+            (MediaAsset, MediaAsset.media_id),
+            (MediaWorkflowStage, MediaWorkflowStage.media_id),
+            (MediaAlbum, MediaAlbum.media_id),
+        ):
+            self.orm.execute(delete(model).where(column == media.id))
+        self.orm.delete(media)
+        self.orm.commit()
+        self.popeye_log.info("%s: replaced failed media %s", self.uuid, media.uuid)
+
+    def _add_to_album(self, media: Media, album_uuid: str) -> None:
+        albums = self.orm.scalars(select(Media).where(Media.uuid == album_uuid)).all()
+        if len(albums) == 1 and self._may_add_to(albums[0]):
+            self.orm.add(MediaAlbum(album_id=albums[0].id, media_id=media.id))
+        else:
+            self.popeye_log.warning("%s: not added to album %s: no such album or not permitted", self.uuid, album_uuid)
+
+    def _may_add_to(self, album: Media) -> bool:
+        """The user owns the album, or is a member of a community sharing it."""
+        if album.user_id == self.user.id:
+            return True
+        shared = self.orm.scalar(
+            select(func.count())
+            .select_from(Community)
+            .join(ContactGroup, ContactGroup.group_id == Community.members_id)
+            .join(Contact, Contact.id == ContactGroup.contact_id)
+            .where(Community.media_id == album.id, Contact.contact_email == self.user.email)
+        )
+        return bool(shared)
+
+    def _existing_files(self) -> list[str]:
+        paths = {p for entry in self.files.values() for p in (entry["ifile"], entry["ofile"]) if p}
+        return sorted(p for p in paths if os.path.exists(p))
+
+    def _release_lock(self) -> None:
+        """Remove the lock file, then release: a job that opens the file in
+        between sees a different inode in ``take_lock`` and tries again."""
+        if self._lock_fd is None:
+            return
+        try:
+            os.unlink(self.upload.lock_path)
+        except FileNotFoundError:
+            pass
+        os.close(self._lock_fd)
+        self._lock_fd = None
