@@ -192,12 +192,14 @@ class MotoServer:
     def client(self, service: str):
         return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")
 
-    def prepare(self, suffix: str = "", task_list: str = "") -> None:
+    def prepare(self, suffix: str = "", task_list: str = "", swf: bool = True) -> None:
         """What production already has: the bucket, the queue, the SWF domain
-        and workflow type."""
+        and workflow type (``swf=False``: no domain, so SWF refuses)."""
         self.reset()
         self.client("s3").create_bucket(Bucket=BUCKET)
         self.client("sqs").create_queue(QueueName=QUEUE)
+        if not swf:
+            return
         swf = self.client("swf")
         swf.register_domain(name="Viblio", workflowExecutionRetentionPeriodInDays="1")
         swf.register_workflow_type(
@@ -373,3 +375,24 @@ class TwistdServer:
                 raise AssertionError(f"twistd did not stop within {timeout}s")
         self.process.stderr.close()
         return self.process.returncode
+
+
+def seed_users(session_factory) -> dict[str, int]:
+    """The fixture uploaders, as rows of ``users``: uuid -> id."""
+    from popeye.models import User
+
+    with session_factory() as session, session.begin():
+        users = [
+            User(uuid=ANN, email="ann@example.com", displayname="Ann"),
+            User(uuid=BO, email="bo@example.com", displayname="Bo"),
+        ]
+        session.add_all(users)
+        session.flush()
+        return {u.uuid: u.id for u in users}
+
+
+def fixture_md5() -> str:
+    """All three fixture uploads carry the same 4096 bytes."""
+    import hashlib
+
+    return hashlib.md5((FIXTURES / ALBUM_UPLOAD).read_bytes()).hexdigest()

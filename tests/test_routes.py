@@ -8,16 +8,26 @@ from urllib.parse import urlencode
 
 from twisted.trial.unittest import TestCase
 
-from tests.support import ALBUM_UPLOAD, UNICODE_UPLOAD, TwistdServer, copy_upload, embedded_config, write_config
+from tests.support import (
+    ALBUM_UPLOAD,
+    ANN,
+    UNICODE_UPLOAD,
+    TwistdServer,
+    copy_upload,
+    embedded_config,
+    wait_until,
+    write_config,
+)
 
 
 class RouteTests(TestCase):
     token = ""
+    settings: dict = {}
 
     def setUp(self):
         self.work = os.path.abspath(self.mktemp())
         os.makedirs(self.work)
-        self.config = embedded_config(self.work, notify_token=self.token)
+        self.config = embedded_config(self.work, notify_token=self.token, **self.settings)
         self.upload_dir = self.config["upload_dir"]
         os.makedirs(self.upload_dir)
         # Not a real upload for the job to eat: the routes are under test here.
@@ -155,3 +165,22 @@ class TokenTests(RouteTests):
             "/processor/process?path=" + other, headers={"X-Popeye-Token": self.token}
         )
         self.assertEqual(status, 200, body)
+
+
+class QueueLimitTests(RouteTests):
+    settings = {"worker_threads": 1, "queue_limit": 0}
+
+    def test_full_queue_refuses_with_503_and_touches_nothing(self):
+        db = sqlite3.connect(os.path.join(self.config["state_dir"], "popeye.db"), isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("INSERT INTO users (uuid, email) VALUES (?, ?)", (ANN, "ann@example.com"))
+        db.execute("BEGIN IMMEDIATE")  # the running job now waits to write its rows
+        first = copy_upload(ALBUM_UPLOAD, self.upload_dir)
+        self.assertEqual(self.process(first)[1]["job"], "queued")
+        second = copy_upload(UNICODE_UPLOAD, self.upload_dir)
+        waiting = sorted(n for n in os.listdir(self.upload_dir) if n.startswith(UNICODE_UPLOAD))
+        self.assertRefused(self.process(second), 503, "Job queue is full (1 jobs); try again later")
+        self.assertEqual(sorted(n for n in os.listdir(self.upload_dir) if n.startswith(UNICODE_UPLOAD)), waiting)
+        db.execute("ROLLBACK")
+        wait_until(lambda: not os.path.exists(first), 30, "the first job to finish")
+        self.assertEqual(self.process(second)[1]["job"], "queued")
