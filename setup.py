@@ -23,6 +23,7 @@ setup(
         "PyMySQL>=1.1,<2",
         "config>=0.4.2,<0.5",
         "crochet>=2.1,<3",
+        "tenacity>=8.2,<10",
     ],
     extras_require={
         "test": [

@@ -80,6 +80,10 @@ class Settings:
     worker_threads: int = 4
     queue_limit: int = 100
     notify_token: str = _secret()
+    retry_budget: float = 300.0
+    shutdown_grace: float = 30.0
+    sweep_interval: float = 60.0
+    sweep_age: float = 60.0
     # Where the settings came from, for operators and logs.
     config_files: tuple[str, ...] = ()
     deployment: str = ""
@@ -180,11 +184,11 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         if text in ("", "0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be true or false, not {value!r}")
-    if kind is int:
+    if kind in (int, float):
         try:
-            return int(value)
+            return kind(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
     return "" if value is None else str(value)
 
 
@@ -197,8 +201,9 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, not {getattr(s, key)!r}")
     if s.worker_threads < 1:
         raise ConfigError("worker_threads must be at least 1")
-    if s.queue_limit < 0:
-        raise ConfigError("queue_limit must not be negative")
+    for key in ("queue_limit", "retry_budget", "shutdown_grace", "sweep_interval", "sweep_age"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"{key} must not be negative")
     required = {
         "bucket_name": s.storage == "s3",
         "state_machine_arn": s.workflow == "stepfunctions",

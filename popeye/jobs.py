@@ -1,38 +1,43 @@
 """The job runner: Worker jobs on a bounded Twisted thread pool.
 
-Each job is ``deferToThreadPool(reactor, pool, worker.execute)`` whose
-errback is ``worker.handle_error``; a last errback logs anything that even
-``handle_error`` raised, so no job dies silently.  The runner's state is only
-touched on the reactor thread; request threads reach it through
-:meth:`JobRunner.submit_from_thread`.
+Every job is first written to the journal (:mod:`popeye.journal`), then run
+as ``deferToThreadPool(reactor, pool, worker.execute)`` whose errback is
+``worker.handle_error``; a last errback logs anything that even
+``handle_error`` raised, so no job dies silently.
+
+The runner keeps its own queue and hands the pool at most ``worker_threads``
+jobs at a time, so that on stop the jobs not yet started simply stay queued
+in the journal.  At start it resumes the journal's unfinished jobs, and a
+sweeper queues finished uploads that were never notified.  The runner's
+state is touched only on the reactor thread.
 """
 
 import logging
+import threading
+import time
+from collections import deque
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from popeye import notify, storage, workflow
 from popeye.config import Settings
+from popeye.journal import ACTIVE, Journal, QueueFull
+from popeye.sweeper import finished_uploads
 from popeye.uploads import Upload
 from popeye.worker import Backends, Worker
 
 log = logging.getLogger("popeye.jobs")
 
+#: Finished jobs are kept in the journal this long, for status and audits.
+JOURNAL_KEEP_SECONDS = 30 * 24 * 3600
+
 
 class Unavailable(Exception):
     """No job can be accepted now (queue full, or the runner is stopping)."""
-
-
-def backends_from_settings(settings: Settings) -> Backends:
-    return Backends(
-        store=storage.from_settings(settings),
-        workflow=workflow.from_settings(settings),
-        notifier=notify.from_settings(settings),
-        bucket=settings.bucket_name,
-    )
 
 
 class JobRunner(Service):
@@ -41,16 +46,22 @@ class JobRunner(Service):
 
     name = "jobs"
 
-    def __init__(self, settings: Settings, session_factory, reactor=None):
+    def __init__(self, settings: Settings, session_factory, journal: Journal, reactor=None):
         if reactor is None:
             from twisted.internet import reactor
         self.settings = settings
         self.session_factory = session_factory
+        self.journal = journal
         self.reactor = reactor
+        self.cancel = threading.Event()
         self.pool: ThreadPool | None = None
         self.backends: Backends | None = None
-        self.jobs: dict[str, str] = {}  # uuid -> "queued" | "running"
+        self.queue: deque[tuple[str, str]] = deque()  # (uuid, path) not yet handed to the pool
+        self.active: dict[str, Worker] = {}  # handed to the pool
+        self.accepting = False
         self._waiters: dict[str, list[Deferred]] = {}
+        self._sweeper = LoopingCall(self.sweep)
+        self._sweeper.clock = reactor
 
     @property
     def capacity(self) -> int:
@@ -58,59 +69,121 @@ class JobRunner(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.backends = backends_from_settings(self.settings)
+        self.cancel.clear()
+        self.backends = Backends(
+            store=storage.from_settings(self.settings),
+            workflow=workflow.from_settings(self.settings),
+            notifier=notify.from_settings(self.settings),
+            bucket=self.settings.bucket_name,
+            journal=self.journal,
+            retry_budget=self.settings.retry_budget,
+            cancel=self.cancel,
+        )
         self.pool = ThreadPool(minthreads=0, maxthreads=self.settings.worker_threads, name="popeye-jobs")
         self.pool.start()
+        self.accepting = True
+        resumed = self.journal.unfinished()
+        for entry in resumed:
+            self._enqueue(entry["uuid"], entry["path"])
+        if resumed:
+            log.info("resumed %d unfinished job(s) from the journal", len(resumed))
+        if self.settings.sweep_interval > 0:
+            self._sweeper.start(self.settings.sweep_interval, now=True)
 
-    def stopService(self):
-        """Stop taking jobs and wait, off the reactor thread, for the pool's
-        jobs to end, so their callbacks still run before the reactor stops."""
+    def stopService(self) -> Deferred:
+        """Stop taking jobs; let running jobs finish for ``shutdown_grace``
+        seconds, then interrupt them (they go back to the journal's queue);
+        queued jobs stay queued for the next start."""
         super().stopService()
-        pool, self.pool = self.pool, None
-        if pool is not None:
+        if self.pool is None:
+            return succeed(None)  # already stopped
+        self.accepting = False
+        if self._sweeper.running:
+            self._sweeper.stop()
+        left = len(self.queue)
+        self.queue.clear()
+        if left:
+            log.info("stopping: %d queued job(s) stay in the journal for the next start", left)
+        interrupt = self.reactor.callLater(self.settings.shutdown_grace, self._interrupt)
+        running = DeferredList([self.wait(uuid) for uuid in list(self.active)])
+
+        def stop_pool(_):
+            if interrupt.active():
+                interrupt.cancel()
+            pool, self.pool = self.pool, None
             return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), pool.stop)
-        return None
+
+        return running.addCallback(stop_pool)
+
+    def _interrupt(self) -> None:
+        log.warning("shutdown grace over: interrupting %d running job(s)", len(self.active))
+        self.cancel.set()
 
     def submit(self, upload: Upload) -> str:
-        """Queue a job for ``upload`` (reactor thread only); says what happened."""
-        if self.pool is None:
+        """Record ``upload`` in the journal and queue it; says what happened.
+
+        Safe from any thread: the journal write happens in the caller's
+        thread (a request thread, so the reactor never waits on the disk)
+        and the job is handed to the reactor afterwards.
+        """
+        if not self.accepting:
             raise Unavailable("Popeye is not accepting jobs now (stopping)")
-        state = self.jobs.get(upload.uuid)
-        if state is not None:
+        try:
+            state, admitted = self.journal.admit(upload.uuid, upload.path, self.capacity)
+        except QueueFull as full:
+            raise Unavailable(str(full)) from None
+        if not admitted:
             return f"already {state}"
-        if len(self.jobs) >= self.capacity:
-            raise Unavailable(f"Job queue is full ({self.capacity} jobs); try again later")
-        worker = Worker(self.session_factory, log, {"full_filename": upload.path}, self.backends)
-        self.jobs[upload.uuid] = "queued"
-        d = deferToThreadPool(self.reactor, self.pool, self._execute, worker)
-        d.addErrback(worker.handle_error)
-        d.addErrback(self._unhandled, worker)
-        d.addBoth(self._finished, worker)
-        return "queued"
+        self.reactor.callFromThread(self._enqueue, upload.uuid, upload.path)
+        return state
 
-    def submit_from_thread(self, upload: Upload) -> str:
-        return blockingCallFromThread(self.reactor, self.submit, upload)
+    def wait(self, uuid: str) -> Deferred:
+        """Fires once the job for ``uuid`` has ended or been put back in the
+        queue by a shutdown (at once if it is not queued or running)."""
+        entry = self.journal.get(uuid)
+        if uuid not in self.active and (entry is None or entry["state"] not in ACTIVE):
+            return succeed(None)
+        waiter = Deferred()
+        self._waiters.setdefault(uuid, []).append(waiter)
+        return waiter
 
-    def _execute(self, worker: Worker) -> None:
-        self.reactor.callFromThread(self._mark, worker.uuid, "running")
-        worker.execute()
+    def sweep(self) -> Deferred:
+        """Queue finished uploads the journal does not know (missed notifications)."""
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._sweep)
 
-    def _mark(self, uuid: str, state: str) -> None:
-        if uuid in self.jobs:
-            self.jobs[uuid] = state
+    def _sweep(self) -> None:
+        for upload in finished_uploads(self.settings.upload_dir, self.settings.sweep_age):
+            if self.journal.get(upload.uuid) is not None:
+                continue
+            try:
+                state = self.submit(upload)
+            except Unavailable as refusal:
+                log.info("sweeper: %s waits for the next sweep: %s", upload.uuid, refusal)
+                return
+            log.warning("sweeper: %s was never notified; %s", upload.uuid, state)
+        self.journal.prune(time.time() - JOURNAL_KEEP_SECONDS)
+
+    def _enqueue(self, uuid: str, path: str) -> None:
+        if uuid in self.active or any(queued == uuid for queued, _ in self.queue):
+            return
+        self.queue.append((uuid, path))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.accepting and self.queue and len(self.active) < self.settings.worker_threads:
+            uuid, path = self.queue.popleft()
+            worker = Worker(self.session_factory, log, {"full_filename": path}, self.backends)
+            self.active[uuid] = worker
+            d = deferToThreadPool(self.reactor, self.pool, worker.execute)
+            d.addErrback(worker.handle_error)
+            d.addErrback(self._unhandled, worker)
+            d.addBoth(self._finished, worker)
 
     def _unhandled(self, failure, worker: Worker) -> None:
         log.error("%s: handle_error failed at step %s: %s", worker.uuid, worker.step, failure.getTraceback())
 
     def _finished(self, _result, worker: Worker) -> None:
-        self.jobs.pop(worker.uuid, None)
+        self.active.pop(worker.uuid, None)
         for waiter in self._waiters.pop(worker.uuid, []):
             waiter.callback(None)
-
-    def wait(self, uuid: str) -> Deferred:
-        """Fires once the job for ``uuid`` has ended (at once if none is in flight)."""
-        if uuid not in self.jobs:
-            return succeed(None)
-        waiter = Deferred()
-        self._waiters.setdefault(uuid, []).append(waiter)
-        return waiter
+        self._dispatch()

@@ -7,7 +7,11 @@ moves the upload's files into ``errors/`` so nothing is lost.
 
 Every effect can be repeated: objects are put under fixed keys, a ``media``
 row carrying this job's own uuid is this job's earlier attempt (never a
-duplicate upload), and the workflow refuses a second start of its id.
+duplicate upload), and the workflow refuses a second start of its id.  So a
+job cut short by a crash is simply run again from the start, except that a
+job which had reached ``clean_up`` only finishes cleaning up.  Each step is
+retried while it fails transiently (:mod:`popeye.retry`), and the journal
+records the step, the retries and the end.
 """
 
 import enum
@@ -17,6 +21,8 @@ import json
 import logging
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -25,6 +31,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from popeye import logs
+from popeye.journal import BUSY, DONE, DUPLICATE_SKIPPED, FAILED, Journal
 from popeye.models import (
     Community,
     Contact,
@@ -37,6 +44,7 @@ from popeye.models import (
     utcnow,
 )
 from popeye.notify import EXISTING_TEMPLATE, PENDING_TEMPLATE, Notifier, duplicate_notice
+from popeye.retry import Interrupted, call_with_retries, describe
 from popeye.storage import ObjectStore
 from popeye.uploads import Upload
 from popeye.workflow import WorkflowStarter, workflow_input
@@ -56,12 +64,20 @@ class Stop(enum.Enum):
 
 @dataclass(frozen=True)
 class Backends:
-    """What a job talks to besides the database, each swappable by config."""
+    """What a job talks to besides its database session.
+
+    ``cancel`` is set when the service must stop now: retries stop waiting
+    and long reads stop at the next block, and the job goes back to the
+    journal's queue.
+    """
 
     store: ObjectStore
     workflow: WorkflowStarter
     notifier: Notifier
     bucket: str
+    journal: Journal
+    retry_budget: float
+    cancel: threading.Event
 
 
 def client_filename(metadata: dict[str, Any], main_path: str) -> str:
@@ -96,12 +112,38 @@ def flags_from(metadata: dict[str, Any]) -> tuple[bool, str | bool, str | bool]:
     return bool(metadata.get("skip_faces")), photos, metadata.get("album_uuid") or False
 
 
-def md5_of(path: str) -> str:
+def md5_of(path: str, cancel: threading.Event) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as stream:
         while block := stream.read(HASH_BLOCK):
+            if cancel.is_set():
+                raise Interrupted("stopping while hashing")
             digest.update(block)
     return digest.hexdigest()
+
+
+class Progress:
+    """The transfer manager's progress callback: records bytes sent in the
+    journal (at most twice a second) and stops the transfer on ``cancel``."""
+
+    INTERVAL = 0.5
+
+    def __init__(self, journal: Journal, uuid: str, total: int, cancel: threading.Event):
+        self.journal, self.uuid, self.total, self.cancel = journal, uuid, total, cancel
+        self.done = 0
+        self._lock = threading.Lock()  # the transfer manager calls from several threads
+        self._recorded = 0.0
+
+    def __call__(self, sent: int) -> None:
+        if self.cancel.is_set():
+            raise Interrupted("stopping during an upload")
+        with self._lock:
+            self.done += sent
+            now = time.monotonic()
+            if now - self._recorded < self.INTERVAL and self.done < self.total:
+                return
+            self._recorded = now
+        self.journal.progressed(self.uuid, min(self.done, self.total), self.total)
 
 
 class Background:
@@ -170,18 +212,40 @@ class Worker(Background):
     # -- the pipeline ----------------------------------------------------
 
     def run(self) -> None:
-        for step in self.STEPS:
+        journal = self.backends.journal
+        entry = journal.get(self.uuid)
+        steps = self.STEPS
+        if entry and entry["step"] == "clean_up":
+            steps = ("take_lock", "clean_up")  # everything else was done before a crash
+        journal.started(self.uuid)
+        for step in steps:
+            if self.backends.cancel.is_set():
+                raise Interrupted(f"stopping before {step}")
             self.step = step
-            outcome = getattr(self, step)()
+            journal.entered(self.uuid, step)
+            outcome = call_with_retries(
+                getattr(self, step), self.backends.retry_budget, self.backends.cancel, self._retrying
+            )
             if outcome is Stop.OTHER_JOB:
                 self.popeye_log.info("%s: %s; stopping", self.uuid, outcome.value)
                 logs.close_job_logger(self.popeye_log)
+                journal.finished(self.uuid, BUSY, outcome.value)
                 return
             if outcome is Stop.DUPLICATE:
                 self.event("Duplicate Video Skipped")
                 self.step = "clean_up"
-                self.clean_up()
+                journal.entered(self.uuid, "clean_up")
+                self.clean_up(DUPLICATE_SKIPPED)
                 return
+
+    def _retrying(self, error: BaseException, delay: float) -> None:
+        """Before waiting out a transient error: undo the step's half-done
+        transaction and record the retry."""
+        self.orm.rollback()
+        self.popeye_log.warning(
+            "%s: step %s failed transiently, retrying in %.1fs: %s", self.uuid, self.step, delay, describe(error)
+        )
+        self.backends.journal.retried(self.uuid, f"{self.step}: {describe(error)}")
 
     def take_lock(self) -> Stop | None:
         """Step 1: an exclusive, non-blocking lock on ``<path>.lock``."""
@@ -231,7 +295,7 @@ class Worker(Background):
 
     def hash_main(self) -> None:
         """Step 5: the MD5 that identifies a re-upload of the same video."""
-        self.data["unique_hash"] = md5_of(self.upload.path)
+        self.data["unique_hash"] = md5_of(self.upload.path, self.backends.cancel)
 
     def check_duplicates(self) -> Stop | None:
         """Step 6: the user, and what to do if they already have this video."""
@@ -272,9 +336,11 @@ class Worker(Background):
 
     def store_s3(self) -> None:
         """Step 8: every label with a key and an existing file."""
-        for entry in self.files.values():
-            if entry["key"] and entry["ofile"] and os.path.exists(entry["ofile"]):
-                self.backends.store.put(entry["key"], entry["ofile"])
+        files = [e for e in self.files.values() if e["key"] and e["ofile"] and os.path.exists(e["ofile"])]
+        total = sum(os.path.getsize(e["ofile"]) for e in files)
+        progress = Progress(self.backends.journal, self.uuid, total, self.backends.cancel)
+        for entry in files:
+            self.backends.store.put(entry["key"], entry["ofile"], progress)
         self.event("070_store_s3_completed")
 
     def store_db(self) -> None:
@@ -340,32 +406,44 @@ class Worker(Background):
             self.popeye_log.info("%s: workflow already started", self.uuid)
         self.event("090_new_pipeline_callout")
 
-    def clean_up(self) -> None:
+    def clean_up(self, outcome: str = DONE) -> None:
         """Step 11: the upload is safe; remove its files and the lock."""
-        self.popeye_log.info("%s: done at step %s", self.uuid, self.step)
+        self.popeye_log.info("%s: %s", self.uuid, outcome)
         logs.close_job_logger(self.popeye_log)
         for path in self._existing_files():
             os.unlink(path)
         self._release_lock()
+        self.backends.journal.finished(self.uuid, outcome)
 
     # -- failure -----------------------------------------------------------
 
     def handle_error(self, failure) -> None:
         """The errback of every job: log the uuid, step and cause, move each
-        existing file of the job into ``errors/`` beside it, release the lock."""
-        self.popeye_log.error(
-            "%s: failed at step %s: %s", self.uuid, self.step, failure.getErrorMessage() or failure.type.__name__
-        )
+        existing file of the job into ``errors/`` beside it, release the lock.
+
+        A job interrupted by a shutdown keeps its files and goes back to the
+        journal's queue instead.
+        """
+        journal = self.backends.journal
+        if failure.check(Interrupted):
+            self.popeye_log.info("%s: interrupted at step %s; queued for the next start", self.uuid, self.step)
+            logs.close_job_logger(self.popeye_log)
+            self._release_lock()
+            journal.requeued(self.uuid)
+            return
+        cause = failure.getErrorMessage() or failure.type.__name__
+        self.popeye_log.error("%s: failed at step %s: %s", self.uuid, self.step, cause)
         self.popeye_log.debug("%s", failure.getTraceback())
         logs.close_job_logger(self.popeye_log)
         if self._lock_fd is None:
             self.log.warning("%s: files left in place: this job never held the lock", self.uuid)
-            return
-        for path in self._existing_files():
-            errors = os.path.join(os.path.dirname(path), "errors")
-            os.makedirs(errors, exist_ok=True)
-            os.replace(path, os.path.join(errors, os.path.basename(path)))
-        self._release_lock()
+        else:
+            for path in self._existing_files():
+                errors = os.path.join(os.path.dirname(path), "errors")
+                os.makedirs(errors, exist_ok=True)
+                os.replace(path, os.path.join(errors, os.path.basename(path)))
+            self._release_lock()
+        journal.finished(self.uuid, FAILED, f"{self.step}: {cause}")
 
     # -- helpers -------------------------------------------------------------
 

@@ -7,6 +7,7 @@ Apache a Twisted reactor runs in a thread (crochet) to drive the job runner.
 """
 
 import logging
+import os
 import sys
 import threading
 
@@ -14,6 +15,7 @@ from popeye import logs
 from popeye.config import Settings, load_settings
 from popeye.database import open_database
 from popeye.jobs import JobRunner
+from popeye.journal import Journal
 from popeye.web.dev import dev_app
 from popeye.web.processor import processor_app
 from popeye.web.routing import Application, WSGIApp
@@ -40,7 +42,8 @@ def build(settings: Settings, reactor) -> tuple[WSGIApp, JobRunner]:
     )
     log.debug("settings: %r", settings)
     session_factory = open_database(settings)
-    runner = JobRunner(settings, session_factory, reactor)
+    journal = Journal(os.path.join(settings.state_dir, "journal.db"))
+    runner = JobRunner(settings, session_factory, journal, reactor)
     return make_app(settings, session_factory, runner), runner
 
 

@@ -396,3 +396,17 @@ def fixture_md5() -> str:
     import hashlib
 
     return hashlib.md5((FIXTURES / ALBUM_UPLOAD).read_bytes()).hexdigest()
+
+
+def write_brewtus_upload(upload_dir: str, file_id: str, data: bytes, uid: str, client_path: str = "clip.mp4") -> str:
+    """An upload shaped as Brewtus leaves one (see the fixtures), with our own
+    bytes: distinct content per upload, so none is a duplicate of another."""
+    os.makedirs(upload_dir, exist_ok=True)
+    path = os.path.join(upload_dir, file_id)
+    with open(path, "wb") as f:
+        f.write(data)
+    info = {"uid": uid, "fileId": file_id, "fileExt": ".mp4", "finalLength": len(data), "offset": len(data),
+            "state": "patched", "createdOn": 0, "patchedOn": 0, "bytesReceived": len(data)}
+    Path(path + ".json").write_text(json.dumps(info))
+    Path(path + "_metadata.json").write_text(json.dumps({"file": {"Path": client_path}, "skip_faces": False}))
+    return path

@@ -126,6 +126,8 @@ class LegacyFileTests(TestCase):
             ('worker_threads: "many"\n', "worker_threads"),
             ('storage: "s3"\nbucket_name: ""\n', "bucket_name"),
             ('workflow: "stepfunctions"\n', "state_machine_arn"),
+            ("shutdown_grace: -1\n", "shutdown_grace"),
+            ('retry_budget: "soon"\n', "retry_budget"),
             ('db_conn: "@@"\n', "db_conn"),
         ):
             self.overlay("local", body)

@@ -14,6 +14,7 @@ from popeye import logs
 from popeye.config import load_settings
 from popeye.database import open_database
 from popeye.jobs import JobRunner
+from popeye.journal import Journal
 from popeye.models import (
     Community,
     Contact,
@@ -62,7 +63,8 @@ class PipelineCase(TestCase):
         logs.configure(self.settings.logfile, self.settings.loglevel, logs.TwistedLogHandler())
         self.db = open_database(self.settings)
         self.user_ids = seed_users(self.db)
-        self.runner = JobRunner(self.settings, self.db, reactor)
+        self.journal = Journal(os.path.join(self.settings.state_dir, "journal.db"))
+        self.runner = JobRunner(self.settings, self.db, self.journal, reactor)
         self.runner.startService()
         self.addCleanup(self.runner.stopService)
 
@@ -386,7 +388,7 @@ class RefusingEndpointTests(PipelineCase):
     def restart(self, **overrides):
         config = dict(self.config, **overrides)
         self.settings = load_settings(write_config(os.path.join(self.work, "etc"), config), "")
-        self.runner = JobRunner(self.settings, self.db, reactor)
+        self.runner = JobRunner(self.settings, self.db, self.journal, reactor)
         self.runner.startService()
         self.addCleanup(self.runner.stopService)
 

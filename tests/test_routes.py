@@ -141,6 +141,10 @@ class PathRefusalTests(RouteTests):
         self.assertRefused(self.process(path + ".json"), 400, "path names a job's companion file, not an upload")
         self.assertEqual(sorted(os.listdir(self.upload_dir)), before)
 
+    def test_oversized_requests_are_refused_with_414(self):
+        self.assertRefused(self.process("/" + "a" * 5000), 414, "Request URI too long")
+        self.assertRefused(self.server.get_json("/dev/" + "p" * 2000), 414, "Request URI too long")
+
     def test_nul_byte_is_refused(self):
         self.assertRefused(self.process(self.upload_dir + "/a\x00b"), 400, "path contains a NUL byte")
 

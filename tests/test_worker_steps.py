@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 
 from twisted.trial.unittest import TestCase
 
@@ -88,11 +89,11 @@ class ParseAndHashTests(TestCase):
         self.worker = make_worker(self.path)
 
     def test_md5_matches_the_whole_file_read_in_blocks(self):
-        self.assertEqual(md5_of(self.path), fixture_md5())
+        self.assertEqual(md5_of(self.path, threading.Event()), fixture_md5())
         big = os.path.join(self.dir, "big")
         with open(big, "wb") as f:
             f.write(b"x" * (3 * 1024 * 1024 + 17))
-        self.assertEqual(md5_of(big), hashlib.md5(b"x" * (3 * 1024 * 1024 + 17)).hexdigest())
+        self.assertEqual(md5_of(big, threading.Event()), hashlib.md5(b"x" * (3 * 1024 * 1024 + 17)).hexdigest())
 
     def test_metadata_with_invalid_utf8_is_read_with_the_bad_bytes_dropped(self):
         with open(self.worker.files["metadata"]["ifile"], "wb") as f:

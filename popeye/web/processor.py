@@ -32,7 +32,7 @@ def processor_app(settings: Settings, runner: JobRunner) -> Application:
         except Refused as refusal:
             raise HTTPError(refusal.message, status=refusal.status) from None
         try:
-            job = runner.submit_from_thread(upload)
+            job = runner.submit(upload)
         except Unavailable as refusal:
             raise HTTPError(str(refusal), status=503) from None
         return {"full_filename": path, "uuid": upload.uuid, "job": job}

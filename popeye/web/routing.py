@@ -22,6 +22,11 @@ log = logging.getLogger("popeye.web")
 
 Handler = Callable[["Request"], Any]
 
+#: Far above any legitimate request (Brewtus sends a path of ~100 characters),
+#: far below what would make parsing a hostile request costly.
+MAX_PATH = 1024
+MAX_QUERY = 4096
+
 
 class HTTPError(Exception):
     """A refusal the client should see: ``{"error": true, "message": ...}``.
@@ -130,6 +135,8 @@ class WSGIApp:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return json_response(start_response, 405, HTTPError("Only GET is supported").body())
         path = environ.get("PATH_INFO") or "/"
+        if len(path) > MAX_PATH or len(environ.get("QUERY_STRING", "")) > MAX_QUERY:
+            return json_response(start_response, 414, HTTPError("Request URI too long").body())
         handler = self.routes.resolve(path)
         if handler is None:
             return json_response(start_response, 404, HTTPError(f"No route for {path}").body())
