@@ -30,5 +30,11 @@ setup(
             "moto[server]>=5,<6",
             "hypothesis>=6.100",
         ],
+        "bench": [
+            "moto[server]>=5,<6",
+            "awscli>=1.30",
+            "gunicorn>=22",
+            "matplotlib>=3.7",
+        ],
     },
 )

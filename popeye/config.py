@@ -66,6 +66,7 @@ class Settings:
     mp_deployment: str = ""
     # Keys added by this version; old files work without them.
     listen: str = "tcp:2222:interface=127.0.0.1"
+    access_log: str = ""
     upload_dir: str = "var/uploads"
     state_dir: str = "var/state"
     db_url: str = _secret()
@@ -192,7 +193,7 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     return "" if value is None else str(value)
 
 
-_PATH_KEYS = ("logfile", "upload_dir", "state_dir", "local_storage_dir", "workflow_spool_dir")
+_PATH_KEYS = ("logfile", "access_log", "upload_dir", "state_dir", "local_storage_dir", "workflow_spool_dir")
 
 
 def _validate(s: Settings) -> None:

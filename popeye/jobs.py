@@ -1,9 +1,10 @@
 """The job runner: Worker jobs on a bounded Twisted thread pool.
 
 Every job is first written to the journal (:mod:`popeye.journal`), then run
-as ``deferToThreadPool(reactor, pool, worker.execute)`` whose errback is
-``worker.handle_error``; a last errback logs anything that even
-``handle_error`` raised, so no job dies silently.
+as ``deferToThreadPool(reactor, pool, worker.execute)`` whose errback calls
+``worker.handle_error`` (on the pool too: it moves files and writes the
+journal, which must not stall the reactor); a last errback logs anything
+that even ``handle_error`` raised, so no job dies silently.
 
 The runner keeps its own queue and hands the pool at most ``worker_threads``
 jobs at a time, so that on stop the jobs not yet started simply stay queued
@@ -25,7 +26,7 @@ from twisted.python.threadpool import ThreadPool
 
 from popeye import notify, storage, workflow
 from popeye.config import Settings
-from popeye.journal import ACTIVE, Journal, QueueFull
+from popeye.journal import ACTIVE, BUSY, Journal, QueueFull
 from popeye.sweeper import finished_uploads
 from popeye.uploads import Upload
 from popeye.worker import Backends, Worker
@@ -148,20 +149,30 @@ class JobRunner(Service):
         return waiter
 
     def sweep(self) -> Deferred:
-        """Queue finished uploads the journal does not know (missed notifications)."""
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._sweep)
+        """Queue finished uploads the journal does not know (missed
+        notifications) or left ``busy`` (another process held them), and
+        pick up journal entries queued while no runner held them.
 
-    def _sweep(self) -> None:
+        A failing sweep is logged and the next one runs as planned.
+        """
+        d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._sweep)
+        d.addCallback(lambda unfinished: [self._enqueue(e["uuid"], e["path"]) for e in unfinished])
+        d.addErrback(lambda failure: log.error("sweep failed: %s", failure.getTraceback()))
+        return d
+
+    def _sweep(self) -> list[dict]:
         for upload in finished_uploads(self.settings.upload_dir, self.settings.sweep_age):
-            if self.journal.get(upload.uuid) is not None:
+            entry = self.journal.get(upload.uuid)
+            if entry is not None and entry["state"] != BUSY:
                 continue
             try:
                 state = self.submit(upload)
             except Unavailable as refusal:
                 log.info("sweeper: %s waits for the next sweep: %s", upload.uuid, refusal)
-                return
-            log.warning("sweeper: %s was never notified; %s", upload.uuid, state)
+                break
+            log.warning("sweeper: %s was %s; %s", upload.uuid, "never notified" if entry is None else "busy", state)
         self.journal.prune(time.time() - JOURNAL_KEEP_SECONDS)
+        return self.journal.unfinished()
 
     def _enqueue(self, uuid: str, path: str) -> None:
         if uuid in self.active or any(queued == uuid for queued, _ in self.queue):
@@ -175,7 +186,7 @@ class JobRunner(Service):
             worker = Worker(self.session_factory, log, {"full_filename": path}, self.backends)
             self.active[uuid] = worker
             d = deferToThreadPool(self.reactor, self.pool, worker.execute)
-            d.addErrback(worker.handle_error)
+            d.addErrback(lambda failure, w=worker: deferToThreadPool(self.reactor, self.pool, w.handle_error, failure))
             d.addErrback(self._unhandled, worker)
             d.addBoth(self._finished, worker)
 

@@ -19,10 +19,10 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_delay,
     stop_when_event_set,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 T = TypeVar("T")
 
@@ -87,8 +87,27 @@ def is_transient(exc: BaseException) -> bool:
         return True  # the embedded database, busy beyond its timeout
     if isinstance(exc, ConnectionError | TimeoutError):
         return True
-    # Wrappers (s3transfer, SQLAlchemy) chain the real cause.
-    return exc.__cause__ is not None and is_transient(exc.__cause__)
+    # Wrappers chain the real cause, explicitly (raise ... from) or, as
+    # boto3's S3UploadFailedError does, implicitly.
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return cause is not None and is_transient(cause)
+
+
+class stop_after_failing_for(stop_base):
+    """Stop once ``seconds`` have passed since the step's first failure.
+
+    Counting from the first failure rather than the step's start means a
+    20 GiB upload that fails after ten minutes still gets its retries.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.first_failure: float | None = None
+
+    def __call__(self, state: RetryCallState) -> bool:
+        if self.first_failure is None:
+            self.first_failure = state.outcome_timestamp
+        return state.outcome_timestamp - self.first_failure >= self.seconds
 
 
 def describe(exc: BaseException) -> str:
@@ -112,7 +131,7 @@ def call_with_retries(
         on_retry(state.outcome.exception(), state.upcoming_sleep)
 
     retrying = Retrying(
-        stop=stop_after_delay(budget) | stop_when_event_set(cancel),
+        stop=stop_after_failing_for(budget) | stop_when_event_set(cancel),
         wait=wait_random_exponential(multiplier=0.5, max=15),
         retry=retry_if_exception(is_transient),
         sleep=cancel.wait,

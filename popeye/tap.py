@@ -13,11 +13,10 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
-from twisted.web.server import Site
-from twisted.web.wsgi import WSGIResource
 
 from popeye import logs
 from popeye.config import ConfigError, load_settings
+from popeye.web.container import PopeyeSite, WSGIContainer
 from popeye.wsgi import build
 
 
@@ -26,7 +25,7 @@ class Options(usage.Options):
         ["listen", "l", None, "Twisted endpoint to serve on [default: the 'listen' key]"],
         ["config-dir", "c", None, "Directory of popeye.config and its overlays [default: ./etc, else the packaged copy]"],
         ["deployment", "d", None, "Overlay to read (prod, staging, local) [default: $DEPLOYMENT]"],
-        ["threads", "t", 15, "Threads serving HTTP requests", int],
+        ["threads", "t", 4, "Threads serving HTTP requests", int],
     ]
 
 
@@ -61,7 +60,7 @@ def makeService(options: Options) -> MultiService:
     pool = ThreadPool(minthreads=1, maxthreads=options["threads"], name="popeye-wsgi")
     ThreadPoolService(pool, reactor).setServiceParent(root)
     runner.setServiceParent(root)
-    site = Site(WSGIResource(reactor, pool, app))
+    site = PopeyeSite(WSGIContainer(reactor, pool, app, app.runs_inline), settings.access_log)
     strports.service(options["listen"] or settings.listen, site).setServiceParent(root)
     logging.getLogger("popeye").info("Popeye will listen on %s", options["listen"] or settings.listen)
     return root

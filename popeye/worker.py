@@ -51,6 +51,10 @@ from popeye.workflow import WorkflowStarter, workflow_input
 
 HASH_BLOCK = 1024 * 1024
 
+#: A job started this often without ending (it kills the process, or every
+#: stop interrupts it) fails instead of being resumed forever.
+MAX_ATTEMPTS = 10
+
 class JobError(Exception):
     """A step cannot go on; the message says why in words an operator can use."""
 
@@ -146,6 +150,17 @@ class Progress:
         self.journal.progressed(self.uuid, min(self.done, self.total), self.total)
 
 
+def _move_to_errors(path: str) -> None:
+    """Into ``errors/`` beside it; an earlier failure's file of the same name
+    is kept, this one gets a timestamp suffix."""
+    errors = os.path.join(os.path.dirname(path), "errors")
+    os.makedirs(errors, exist_ok=True)
+    target = os.path.join(errors, os.path.basename(path))
+    if os.path.exists(target):
+        target += time.strftime(".%Y%m%dT%H%M%S")
+    os.rename(path, target)
+
+
 class Background:
     """Runs a job with its own database session: open it, ``run()``, commit;
     roll back and close on error.  Subclasses implement ``run()``."""
@@ -217,6 +232,10 @@ class Worker(Background):
         steps = self.STEPS
         if entry and entry["step"] == "clean_up":
             steps = ("take_lock", "clean_up")  # everything else was done before a crash
+        if entry and entry["attempts"] >= MAX_ATTEMPTS:
+            self.step = "take_lock"
+            self.take_lock()
+            raise JobError(f"started {entry['attempts']} times without ending; giving up")
         journal.started(self.uuid)
         for step in steps:
             if self.backends.cancel.is_set():
@@ -268,11 +287,15 @@ class Worker(Background):
             os.close(fd)
 
     def check_files(self) -> None:
-        """Step 2: main, info and metadata exist and are readable."""
+        """Step 2: main, info and metadata exist and are readable.  The route
+        confined main to the upload directory; its companions must not lead
+        out of it either, so they may not be symlinks."""
         for label in ("main", "info", "metadata"):
             path = self.files[label]["ifile"]
             if not (os.path.isfile(path) and os.access(path, os.R_OK)):
                 raise JobError(f"{label} file {path} is missing or unreadable")
+            if label != "main" and os.path.islink(path):
+                raise JobError(f"{label} file {path} is a symlink; refusing to follow it")
 
     def parse_files(self) -> None:
         """Step 3: info is Brewtus's JSON; metadata comes from the client and
@@ -304,17 +327,21 @@ class Worker(Background):
         if len(users) != 1:
             raise JobError(f"no single user with uuid {uid!r} (found {len(users)})")
         self.user = users[0]
+        own = self.orm.scalars(select(Media).where(Media.uuid == self.uuid)).one_or_none()
+        if own is not None:
+            # An earlier attempt of this job got past store_db: whatever was
+            # uploaded since, this upload is the one that row belongs to.
+            self.orm.commit()
+            return None
         matches = self.orm.scalars(
-            select(Media).where(
-                Media.user_id == self.user.id,
-                Media.unique_hash == self.data["unique_hash"],
-                Media.uuid != self.uuid,  # our own earlier attempt is not a duplicate
-            )
+            select(Media).where(Media.user_id == self.user.id, Media.unique_hash == self.data["unique_hash"])
         ).all()
         if not matches:
+            self.orm.commit()  # hold no transaction (and no locks) while hashing and uploading
             return None
         if len(matches) > 1:
             self.popeye_log.info("%s: %d media of this user share its hash", self.uuid, len(matches))
+            self.orm.commit()
             return Stop.DUPLICATE
         existing = matches[0]
         if existing.status in ("visible", "complete"):
@@ -327,6 +354,7 @@ class Worker(Background):
             return None
         if existing.status == "pending":
             self.send_notice(PENDING_TEMPLATE, existing, None)
+        self.orm.commit()
         return Stop.DUPLICATE
 
     def read_flags(self) -> None:
@@ -353,6 +381,7 @@ class Worker(Background):
             ).one()
             self.popeye_log.info("%s: rows exist from an earlier attempt; keeping them", self.uuid)
             self.data["original_uuid"] = asset.uuid
+            self.data["workflow_ran"] = media.status != "pending"
             self.event("080_store_db_completed")
             return
         main = self.files["main"]
@@ -394,6 +423,12 @@ class Worker(Background):
     def start_workflow(self) -> None:
         """Step 10: the workflowId is the media uuid, so a second start is refused
         by the service and counts as started."""
+        if self.data.get("workflow_ran"):
+            # The workflow moves the media past "pending"; SWF would only
+            # refuse a second start while the first is still open.
+            self.popeye_log.info("%s: the workflow already ran for this media; not starting it again", self.uuid)
+            self.event("090_new_pipeline_callout")
+            return
         document = workflow_input(
             media_uuid=self.uuid,
             user_uuid=self.data["info"]["uid"],
@@ -439,9 +474,7 @@ class Worker(Background):
             self.log.warning("%s: files left in place: this job never held the lock", self.uuid)
         else:
             for path in self._existing_files():
-                errors = os.path.join(os.path.dirname(path), "errors")
-                os.makedirs(errors, exist_ok=True)
-                os.replace(path, os.path.join(errors, os.path.basename(path)))
+                _move_to_errors(path)
             self._release_lock()
         journal.finished(self.uuid, FAILED, f"{self.step}: {cause}")
 

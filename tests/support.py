@@ -338,10 +338,13 @@ class TwistdServer:
         child_env = dict(os.environ, PYTHONPATH=str(ROOT))
         child_env.pop("DEPLOYMENT", None)
         child_env.update(env or {})
-        self.process = subprocess.Popen(args, cwd=workdir, env=child_env, stderr=subprocess.PIPE)
+        self.stderr = open(os.path.join(workdir, "twistd.stderr"), "ab")
+        self.process = subprocess.Popen(args, cwd=workdir, env=child_env, stderr=self.stderr)
 
-    def start(self, testcase) -> "TwistdServer":
-        testcase.addCleanup(self.stop)
+    def start(self, testcase=None) -> "TwistdServer":
+        """Wait until it answers; with a test case, stop it in its cleanup."""
+        if testcase is not None:
+            testcase.addCleanup(self.stop)
         wait_until(self._up, 30, f"twistd popeye on {self.port}")
         return self
 
@@ -361,8 +364,8 @@ class TwistdServer:
         return status, json.loads(body)
 
     def logs(self) -> str:
-        text = Path(self.twistd_log).read_text() if os.path.exists(self.twistd_log) else ""
-        return text
+        paths = (self.twistd_log, self.stderr.name)
+        return "\n".join(Path(p).read_text(errors="replace") for p in paths if os.path.exists(p))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.process.poll() is None:
@@ -373,7 +376,7 @@ class TwistdServer:
                 self.process.kill()
                 self.process.wait()
                 raise AssertionError(f"twistd did not stop within {timeout}s")
-        self.process.stderr.close()
+        self.stderr.close()
         return self.process.returncode
 
 
@@ -398,15 +401,21 @@ def fixture_md5() -> str:
     return hashlib.md5((FIXTURES / ALBUM_UPLOAD).read_bytes()).hexdigest()
 
 
-def write_brewtus_upload(upload_dir: str, file_id: str, data: bytes, uid: str, client_path: str = "clip.mp4") -> str:
+def write_brewtus_upload(upload_dir: str, file_id: str, data: bytes, uid: str, client_path: str = "clip.mp4",
+                         link_from: str | None = None) -> str:
     """An upload shaped as Brewtus leaves one (see the fixtures), with our own
-    bytes: distinct content per upload, so none is a duplicate of another."""
+    bytes: distinct content per upload, so none is a duplicate of another.
+    With ``link_from`` the upload is a hard link to that file instead (big
+    benchmark files are then neither copied nor evicted from the page cache)."""
     os.makedirs(upload_dir, exist_ok=True)
     path = os.path.join(upload_dir, file_id)
-    with open(path, "wb") as f:
-        f.write(data)
-    info = {"uid": uid, "fileId": file_id, "fileExt": ".mp4", "finalLength": len(data), "offset": len(data),
-            "state": "patched", "createdOn": 0, "patchedOn": 0, "bytesReceived": len(data)}
+    if link_from:
+        os.link(link_from, path)
+    else:
+        Path(path).write_bytes(data)
+    size = os.path.getsize(path)
+    info = {"uid": uid, "fileId": file_id, "fileExt": ".mp4", "finalLength": size, "offset": size,
+            "state": "patched", "createdOn": 0, "patchedOn": 0, "bytesReceived": size}
     Path(path + ".json").write_text(json.dumps(info))
     Path(path + "_metadata.json").write_text(json.dumps({"file": {"Path": client_path}, "skip_faces": False}))
     return path

@@ -6,6 +6,7 @@ import time
 
 import botocore.exceptions
 import pymysql.err
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from twisted.trial.unittest import TestCase
@@ -99,6 +100,19 @@ class TransientTests(TestCase):
         ):
             self.assertTrue(is_transient(exc), exc)
 
+    def test_a_wrapped_s3_failure_is_judged_by_its_cause(self):
+        def upload_failed(cause):
+            try:
+                try:
+                    raise cause
+                except ClientError as exc:  # as boto3's upload_file wraps it, without "from"
+                    raise S3UploadFailedError(f"Failed to upload: {exc}")
+            except S3UploadFailedError as wrapped:
+                return wrapped
+
+        self.assertTrue(is_transient(upload_failed(client_error("SlowDown", 503))))
+        self.assertFalse(is_transient(upload_failed(client_error("NoSuchBucket", 404))))
+
     def test_refusals_and_bugs_are_permanent(self):
         for exc in (
             client_error("NoSuchBucket", 404),
@@ -142,6 +156,18 @@ class TransientTests(TestCase):
         with self.assertRaises(ConnectionRefusedError):
             call_with_retries(step, 0.5, threading.Event(), lambda *_: None)
         self.assertLess(time.monotonic() - started, 30)
+
+    def test_the_budget_counts_from_the_first_failure_not_from_the_start(self):
+        attempts = []
+
+        def long_step():
+            attempts.append(1)
+            if len(attempts) == 1:
+                time.sleep(0.6)  # a long upload, longer than the whole budget, then a reset
+                raise ConnectionResetError()
+            return "stored"
+
+        self.assertEqual(call_with_retries(long_step, 0.5, threading.Event(), lambda *_: None), "stored")
 
     def test_stopping_turns_a_transient_failure_into_an_interruption(self):
         cancel = threading.Event()

@@ -280,6 +280,65 @@ class DuplicateTests(PipelineCase):
         self.assertUploadGone(UNICODE_UPLOAD)
 
 
+class RerunTests(PipelineCase):
+    """A job run again after an earlier attempt got past store_db."""
+
+    @inlineCallbacks
+    def test_own_row_wins_over_a_later_upload_of_the_same_video(self):
+        own = self.add_media(UNICODE_UPLOAD, "pending", user=BO)
+        self.add_asset(own, "original", f"{UNICODE_UPLOAD}/{UNICODE_UPLOAD}", user=BO)
+        self.add_media("uploaded-since", "visible", user=BO)
+        yield self.process(UNICODE_UPLOAD)
+        self.assertEqual(self.moto.messages(), [], "not a duplicate of the later one")
+        self.assertEqual(len(self.moto.open_executions()), 1)
+        self.assertUploadGone(UNICODE_UPLOAD)
+        self.assertEqual(self.journal.get(UNICODE_UPLOAD)["state"], "done")
+
+    @inlineCallbacks
+    def test_a_workflow_that_already_ran_is_not_started_again(self):
+        own = self.add_media(UNICODE_UPLOAD, "visible", user=BO)
+        self.add_asset(own, "original", f"{UNICODE_UPLOAD}/{UNICODE_UPLOAD}", user=BO)
+        yield self.process(UNICODE_UPLOAD)
+        self.assertEqual(self.moto.open_executions(), [])
+        self.assertIn("the workflow already ran for this media", self.read_log())
+        self.assertUploadGone(UNICODE_UPLOAD)
+
+    @inlineCallbacks
+    def test_a_job_started_too_often_fails_instead_of_running_again(self):
+        path = copy_upload(UNICODE_UPLOAD, self.upload_dir)
+        self.journal.admit(UNICODE_UPLOAD, path, 100)
+        for _ in range(10):
+            self.journal.started(UNICODE_UPLOAD)
+        yield self.runner.sweep()  # picks up the queued entry no runner holds
+        yield self.runner.wait(UNICODE_UPLOAD)
+        self.assertEqual(self.journal.get(UNICODE_UPLOAD)["state"], "failed")
+        self.assertIn("started 10 times without ending; giving up", self.journal.get(UNICODE_UPLOAD)["last_error"])
+        self.assertInErrors(UNICODE_UPLOAD)
+        self.assertNothingStarted()
+
+
+class SweepTests(PipelineCase):
+    @inlineCallbacks
+    def test_a_queued_entry_no_runner_holds_is_picked_up(self):
+        path = copy_upload(UNICODE_UPLOAD, self.upload_dir)
+        self.journal.admit(UNICODE_UPLOAD, path, 100)  # as a dying process would leave it
+        yield self.runner.sweep()
+        yield self.runner.wait(UNICODE_UPLOAD)
+        self.assertEqual(self.journal.get(UNICODE_UPLOAD)["state"], "done")
+
+    @inlineCallbacks
+    def test_an_upload_left_busy_by_another_process_is_taken_again(self):
+        path = copy_upload(UNICODE_UPLOAD, self.upload_dir)
+        self.journal.admit(UNICODE_UPLOAD, path, 100)
+        self.journal.finished(UNICODE_UPLOAD, "busy", "another job holds the upload's lock")
+        for name in os.listdir(self.upload_dir):  # quiet for longer than sweep_age
+            os.utime(os.path.join(self.upload_dir, name), (0, 0))
+        yield self.runner.sweep()
+        yield self.runner.wait(UNICODE_UPLOAD)
+        self.assertEqual(self.journal.get(UNICODE_UPLOAD)["state"], "done")
+        self.assertEqual(len(self.moto.open_executions()), 1)
+
+
 class AlbumTests(PipelineCase):
     """Step 9: the album link, when the user may add to that album."""
 
@@ -370,6 +429,27 @@ class FailureTests(PipelineCase):
         yield self.check_failed(UNICODE_UPLOAD, "parse_files", corrupt)
         self.assertIn(UNICODE_UPLOAD + ".json", os.listdir(self.errors_dir))
         self.assertNothingStarted()
+
+    @inlineCallbacks
+    def test_symlinked_companion_is_not_followed(self):
+        secret = os.path.join(self.work, "secret.json")
+        with open(secret, "w") as f:
+            f.write('{"uid": "%s"}' % ANN)
+
+        def link_info(path):
+            os.unlink(path + ".json")
+            os.symlink(secret, path + ".json")
+
+        yield self.check_failed(UNICODE_UPLOAD, "check_files", link_info)
+        self.assertIn("is a symlink; refusing to follow it", self.read_log())
+        self.assertNothingStarted()
+
+    @inlineCallbacks
+    def test_a_second_failure_keeps_the_first_ones_files(self):
+        yield self.check_failed(UNKNOWN_USER_UPLOAD, "check_duplicates")
+        yield self.check_failed(UNKNOWN_USER_UPLOAD, "check_duplicates")
+        logs = [n for n in os.listdir(self.errors_dir) if n.startswith(UNKNOWN_USER_UPLOAD + ".log")]
+        self.assertEqual(len(logs), 2, os.listdir(self.errors_dir))
 
     @inlineCallbacks
     def test_unknown_user(self):

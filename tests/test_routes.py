@@ -1,7 +1,9 @@
 """The legacy routes (SPEC section 1) through a real ``twistd popeye``."""
 
+import json
 import os
 import sqlite3
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlencode
@@ -132,6 +134,19 @@ class PathRefusalTests(RouteTests):
         self.assertRefused(self.process(missing), 404, "file not found")
         self.assertUntouched()
 
+    def test_an_upload_still_being_written_is_refused_and_left_alone(self):
+        path = copy_upload(UNICODE_UPLOAD, self.upload_dir)
+        with open(path + ".json") as f:
+            info = json.load(f)
+        info["offset"] = 1024
+        with open(path + ".json", "w") as f:
+            json.dump(info, f)
+        before = sorted(os.listdir(self.upload_dir))
+        self.assertRefused(self.process(path), 409,
+                           "upload is not complete (info offset != finalLength, or no metadata)")
+        time.sleep(0.5)
+        self.assertEqual(sorted(os.listdir(self.upload_dir)), before)
+
     def test_relative_path_is_refused(self):
         self.assertRefused(self.process("uploads/x"), 400, "path must be absolute")
 
@@ -151,6 +166,19 @@ class PathRefusalTests(RouteTests):
 
 class TokenTests(RouteTests):
     token = "t0k&n!"
+
+    @property
+    def settings(self):
+        return {"access_log": os.path.join(self.work, "log", "access.log")}
+
+    def test_the_token_never_reaches_the_access_log(self):
+        path = copy_upload(UNICODE_UPLOAD, self.upload_dir)
+        self.assertEqual(self.process(path, token=self.token)[0], 200)
+        self.server.stop()  # flushes the access log
+        with open(self.settings["access_log"]) as log:
+            lines = log.read().splitlines()
+        self.assertTrue(any('"GET /processor/process HTTP/1.1" 200' in line for line in lines), lines)
+        self.assertFalse(any("t0k" in line or "path=" in line for line in lines), lines)
 
     def test_missing_or_wrong_token_is_refused(self):
         path = copy_upload(UNICODE_UPLOAD, self.upload_dir)

@@ -5,10 +5,11 @@ the job runner and answers (SPEC section 1).
 """
 
 import hmac
+import os
 
 from popeye.config import Settings
 from popeye.jobs import JobRunner, Unavailable
-from popeye.uploads import Refused, confine
+from popeye.uploads import Refused, confine, is_complete
 from popeye.web.routing import Application, HTTPError, Request
 
 
@@ -22,15 +23,19 @@ def check_token(request: Request, expected: str) -> None:
 
 
 def processor_app(settings: Settings, runner: JobRunner) -> Application:
+    upload_root = os.path.realpath(settings.upload_dir)
+
     def process(request: Request) -> dict[str, str]:
         check_token(request, settings.notify_token)
         path = request.query.get("path")
         if not path:
             raise HTTPError("Missing path param")
         try:
-            upload = confine(path, settings.upload_dir)
+            upload = confine(path, upload_root)
         except Refused as refusal:
             raise HTTPError(refusal.message, status=refusal.status) from None
+        if not is_complete(upload):
+            raise HTTPError("upload is not complete (info offset != finalLength, or no metadata)", status=409)
         try:
             job = runner.submit(upload)
         except Unavailable as refusal:

@@ -28,6 +28,13 @@ MAX_PATH = 1024
 MAX_QUERY = 4096
 
 
+def computes_only(handler: Handler) -> Handler:
+    """Marks a handler that neither blocks nor touches the database or the
+    disk, so a host may run it on its event loop (see popeye.web.container)."""
+    handler.inline = True
+    return handler
+
+
 class HTTPError(Exception):
     """A refusal the client should see: ``{"error": true, "message": ...}``.
 
@@ -131,8 +138,12 @@ class WSGIApp:
         self.routes = routes
         self.session_factory = session_factory
 
+    def runs_inline(self, path: str) -> bool:
+        """Whether the handler for ``path`` is marked :func:`computes_only`."""
+        return len(path) <= MAX_PATH and getattr(self.routes.resolve(path), "inline", False)
+
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        if environ.get("REQUEST_METHOD") != "GET":
             return json_response(start_response, 405, HTTPError("Only GET is supported").body())
         path = environ.get("PATH_INFO") or "/"
         if len(path) > MAX_PATH or len(environ.get("QUERY_STRING", "")) > MAX_QUERY:
