@@ -7,6 +7,7 @@ the request threads.
 """
 
 import logging
+import os
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
@@ -25,7 +26,7 @@ class Options(usage.Options):
         ["listen", "l", None, "Twisted endpoint to serve on [default: the 'listen' key]"],
         ["config-dir", "c", None, "Directory of popeye.config and its overlays [default: ./etc, else the packaged copy]"],
         ["deployment", "d", None, "Overlay to read (prod, staging, local) [default: $DEPLOYMENT]"],
-        ["threads", "t", 4, "Threads serving HTTP requests", int],
+        ["threads", "t", os.cpu_count() or 2, "Threads serving HTTP requests [default: one per core]", int],
     ]
 
 

@@ -129,6 +129,13 @@ class PathRefusalTests(RouteTests):
         self.assertTrue(os.path.islink(link))
         self.assertEqual(open(self.outside).read(), "not for upload")
 
+    def test_a_symlinked_alias_of_the_upload_directory_is_inside(self):
+        alias = os.path.join(self.work, "brewtus-files")
+        os.symlink(self.upload_dir, alias)
+        copy_upload(UNICODE_UPLOAD, self.upload_dir)
+        status, body = self.process(os.path.join(alias, UNICODE_UPLOAD))
+        self.assertEqual((status, body["uuid"]), (200, UNICODE_UPLOAD))
+
     def test_missing_file_is_refused(self):
         missing = os.path.join(self.upload_dir, "3a7a2f00-0000-4000-8000-000000000000")
         self.assertRefused(self.process(missing), 404, "file not found")

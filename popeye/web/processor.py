@@ -5,11 +5,10 @@ the job runner and answers (SPEC section 1).
 """
 
 import hmac
-import os
 
 from popeye.config import Settings
 from popeye.jobs import JobRunner, Unavailable
-from popeye.uploads import Refused, confine, is_complete
+from popeye.uploads import Refused, UploadRoot, confine, is_complete
 from popeye.web.routing import Application, HTTPError, Request
 
 
@@ -23,7 +22,7 @@ def check_token(request: Request, expected: str) -> None:
 
 
 def processor_app(settings: Settings, runner: JobRunner) -> Application:
-    upload_root = os.path.realpath(settings.upload_dir)
+    upload_root = UploadRoot(settings.upload_dir)
 
     def process(request: Request) -> dict[str, str]:
         check_token(request, settings.notify_token)

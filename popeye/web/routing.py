@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -70,7 +71,7 @@ class Request:
             self._orm = self.session_factory()
         return self._orm
 
-    @property
+    @cached_property
     def query(self) -> dict[str, str]:
         """The query string as a dict; a repeated key keeps its last value."""
         return dict(parse_qsl(self.environ.get("QUERY_STRING", ""), keep_blank_values=True))
