@@ -24,6 +24,8 @@ setup(
         "config>=0.4.2,<0.5",
         "crochet>=2.1,<3",
         "tenacity>=8.2,<10",
+        "prometheus_client>=0.17,<1",
+        "rich>=13,<15",
     ],
     extras_require={
         "test": [

@@ -17,9 +17,18 @@ from popeye.config import Settings
 MAX_ATTEMPTS = 5
 
 
-def client(settings: Settings, service: str, region: str | None = None, **config):
+def client(
+    settings: Settings,
+    service: str,
+    region: str | None = None,
+    attempts: int = MAX_ATTEMPTS,
+    connect_timeout: float = 10,
+    read_timeout: float = 60,
+):
     """A boto3 client for ``service``; credentials from boto3's standard chain
-    unless the legacy ``awsAccess``/``awsSecret`` keys are set."""
+    unless the legacy ``awsAccess``/``awsSecret`` keys are set.  Health checks
+    ask for one attempt and short timeouts: they must answer while the
+    endpoint is down."""
     credentials = {}
     if settings.awsAccess and settings.awsSecret:
         credentials = {"aws_access_key_id": settings.awsAccess, "aws_secret_access_key": settings.awsSecret}
@@ -28,10 +37,9 @@ def client(settings: Settings, service: str, region: str | None = None, **config
         region_name=region or settings.aws_region,
         endpoint_url=settings.aws_endpoint_url or None,
         config=Config(
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
-            connect_timeout=10,
-            read_timeout=config.pop("read_timeout", 60),
-            **config,
+            retries={"mode": "standard", "max_attempts": attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         ),
         **credentials,
     )

@@ -27,6 +27,7 @@ from twisted.python.threadpool import ThreadPool
 from popeye import notify, storage, workflow
 from popeye.config import Settings
 from popeye.journal import ACTIVE, BUSY, Journal, QueueFull
+from popeye.metrics import Metrics
 from popeye.sweeper import finished_uploads
 from popeye.uploads import Upload
 from popeye.worker import Backends, Worker
@@ -60,6 +61,9 @@ class JobRunner(Service):
         self.queue: deque[tuple[str, str]] = deque()  # (uuid, path) not yet handed to the pool
         self.active: dict[str, Worker] = {}  # handed to the pool
         self.accepting = False
+        self.metrics = Metrics()
+        self.metrics.queue_depth.set_function(lambda: len(self.queue))
+        self.metrics.running.set_function(lambda: len(self.active))
         self._waiters: dict[str, list[Deferred]] = {}
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = reactor
@@ -77,6 +81,7 @@ class JobRunner(Service):
             notifier=notify.from_settings(self.settings),
             bucket=self.settings.bucket_name,
             journal=self.journal,
+            metrics=self.metrics,
             retry_budget=self.settings.retry_budget,
             cancel=self.cancel,
         )

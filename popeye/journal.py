@@ -125,6 +125,11 @@ class Journal:
         marks = ", ".join("?" * len(states))
         return self._db().execute(f"SELECT count(*) FROM jobs WHERE state IN ({marks})", states).fetchone()[0]
 
+    def check_writable(self) -> None:
+        """Take the write lock and let it go: raises if the journal cannot be written."""
+        with self._transaction():
+            pass
+
     def _update(self, uuid: str, assignments: str, *args: Any) -> None:
         with self._transaction() as db:
             db.execute(f"UPDATE jobs SET {assignments}, updated = ? WHERE uuid = ?", (*args, time.time(), uuid))

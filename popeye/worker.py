@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from popeye import logs
 from popeye.journal import BUSY, DONE, DUPLICATE_SKIPPED, FAILED, Journal
+from popeye.metrics import Metrics
 from popeye.models import (
     Community,
     Contact,
@@ -50,6 +51,9 @@ from popeye.uploads import Upload
 from popeye.workflow import WorkflowStarter, workflow_input
 
 HASH_BLOCK = 1024 * 1024
+
+#: The outcome (for metrics) of a job a shutdown put back in the queue.
+INTERRUPTED = "interrupted"
 
 #: A job started this often without ending (it kills the process, or every
 #: stop interrupts it) fails instead of being resumed forever.
@@ -80,6 +84,7 @@ class Backends:
     notifier: Notifier
     bucket: str
     journal: Journal
+    metrics: Metrics
     retry_budget: float
     cancel: threading.Event
 
@@ -132,8 +137,9 @@ class Progress:
 
     INTERVAL = 0.5
 
-    def __init__(self, journal: Journal, uuid: str, total: int, cancel: threading.Event):
-        self.journal, self.uuid, self.total, self.cancel = journal, uuid, total, cancel
+    def __init__(self, backends: "Backends", uuid: str, total: int):
+        self.journal, self.metrics, self.cancel = backends.journal, backends.metrics, backends.cancel
+        self.uuid, self.total = uuid, total
         self.done = 0
         self._lock = threading.Lock()  # the transfer manager calls from several threads
         self._recorded = 0.0
@@ -141,6 +147,7 @@ class Progress:
     def __call__(self, sent: int) -> None:
         if self.cancel.is_set():
             raise Interrupted("stopping during an upload")
+        self.metrics.uploaded.inc(sent)
         with self._lock:
             self.done += sent
             now = time.monotonic()
@@ -221,6 +228,7 @@ class Worker(Background):
         }
         self.popeye_log = logs.job_logger(self.uuid, self.upload.log_path)
         self.step = "queued"
+        self.started: float | None = None
         self.user: User | None = None
         self._lock_fd: int | None = None
 
@@ -237,18 +245,20 @@ class Worker(Background):
             self.take_lock()
             raise JobError(f"started {entry['attempts']} times without ending; giving up")
         journal.started(self.uuid)
+        self.started = time.monotonic()
         for step in steps:
             if self.backends.cancel.is_set():
                 raise Interrupted(f"stopping before {step}")
             self.step = step
             journal.entered(self.uuid, step)
-            outcome = call_with_retries(
-                getattr(self, step), self.backends.retry_budget, self.backends.cancel, self._retrying
-            )
+            with self.backends.metrics.step_duration.labels(step).time():
+                outcome = call_with_retries(
+                    getattr(self, step), self.backends.retry_budget, self.backends.cancel, self._retrying
+                )
             if outcome is Stop.OTHER_JOB:
                 self.popeye_log.info("%s: %s; stopping", self.uuid, outcome.value)
                 logs.close_job_logger(self.popeye_log)
-                journal.finished(self.uuid, BUSY, outcome.value)
+                self._ended(BUSY, outcome.value)
                 return
             if outcome is Stop.DUPLICATE:
                 self.event("Duplicate Video Skipped")
@@ -265,6 +275,18 @@ class Worker(Background):
             "%s: step %s failed transiently, retrying in %.1fs: %s", self.uuid, self.step, delay, describe(error)
         )
         self.backends.journal.retried(self.uuid, f"{self.step}: {describe(error)}")
+        self.backends.metrics.retries.labels(type(error).__name__).inc()
+
+    def _ended(self, outcome: str, error: str | None = None) -> None:
+        """Record the job's end in the journal and the metrics."""
+        metrics = self.backends.metrics
+        metrics.jobs.labels(outcome).inc()
+        if self.started is not None:
+            metrics.job_duration.observe(time.monotonic() - self.started)
+        if outcome == INTERRUPTED:
+            self.backends.journal.requeued(self.uuid)
+        else:
+            self.backends.journal.finished(self.uuid, outcome, error)
 
     def take_lock(self) -> Stop | None:
         """Step 1: an exclusive, non-blocking lock on ``<path>.lock``."""
@@ -366,7 +388,7 @@ class Worker(Background):
         """Step 8: every label with a key and an existing file."""
         files = [e for e in self.files.values() if e["key"] and e["ofile"] and os.path.exists(e["ofile"])]
         total = sum(os.path.getsize(e["ofile"]) for e in files)
-        progress = Progress(self.backends.journal, self.uuid, total, self.backends.cancel)
+        progress = Progress(self.backends, self.uuid, total)
         for entry in files:
             self.backends.store.put(entry["key"], entry["ofile"], progress)
         self.event("070_store_s3_completed")
@@ -448,7 +470,7 @@ class Worker(Background):
         for path in self._existing_files():
             os.unlink(path)
         self._release_lock()
-        self.backends.journal.finished(self.uuid, outcome)
+        self._ended(outcome)
 
     # -- failure -----------------------------------------------------------
 
@@ -459,12 +481,11 @@ class Worker(Background):
         A job interrupted by a shutdown keeps its files and goes back to the
         journal's queue instead.
         """
-        journal = self.backends.journal
         if failure.check(Interrupted):
             self.popeye_log.info("%s: interrupted at step %s; queued for the next start", self.uuid, self.step)
             logs.close_job_logger(self.popeye_log)
             self._release_lock()
-            journal.requeued(self.uuid)
+            self._ended(INTERRUPTED)
             return
         cause = failure.getErrorMessage() or failure.type.__name__
         self.popeye_log.error("%s: failed at step %s: %s", self.uuid, self.step, cause)
@@ -476,13 +497,14 @@ class Worker(Background):
             for path in self._existing_files():
                 _move_to_errors(path)
             self._release_lock()
-        journal.finished(self.uuid, FAILED, f"{self.step}: {cause}")
+        self._ended(FAILED, f"{self.step}: {cause}")
 
     # -- helpers -------------------------------------------------------------
 
     def event(self, name: str) -> None:
-        """The legacy instrumentation events, one log line each."""
+        """The legacy instrumentation events: a log line and a counter each."""
         self.popeye_log.info("%s: event %s", self.uuid, name)
+        self.backends.metrics.events.labels(name).inc()
 
     def send_notice(self, template: str, existing: Media, poster_uri: str | None) -> None:
         message = duplicate_notice(

@@ -13,10 +13,12 @@ import threading
 
 from popeye import logs
 from popeye.config import Settings, load_settings
+from popeye.health import Health
 from popeye.database import open_database
 from popeye.jobs import JobRunner
 from popeye.journal import Journal
 from popeye.web.dev import dev_app
+from popeye.web.ops import ops_app
 from popeye.web.processor import processor_app
 from popeye.web.routing import Application, WSGIApp
 
@@ -24,10 +26,12 @@ log = logging.getLogger("popeye")
 
 
 def make_app(settings: Settings, session_factory, runner: JobRunner) -> WSGIApp:
+    health = Health(settings, session_factory, runner.journal)
     routes = Application(
         [
             ("/dev", dev_app),
             ("/processor", processor_app(settings, runner)),
+            ("", ops_app(settings, runner, health)),
         ]
     )
     return WSGIApp(routes, session_factory)
@@ -41,6 +45,7 @@ def build(settings: Settings, reactor) -> tuple[WSGIApp, JobRunner]:
         ", ".join(settings.config_files),
     )
     log.debug("settings: %r", settings)
+    os.makedirs(settings.upload_dir, exist_ok=True)  # Brewtus's, but the embedded default starts empty
     session_factory = open_database(settings)
     journal = Journal(os.path.join(settings.state_dir, "journal.db"))
     runner = JobRunner(settings, session_factory, journal, reactor)

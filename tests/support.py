@@ -157,6 +157,8 @@ class MotoServer:
     _shared: "MotoServer | None" = None
 
     def __init__(self):
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")  # moto takes any credentials
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)
@@ -169,8 +171,6 @@ class MotoServer:
 
     @classmethod
     def shared(cls) -> "MotoServer":
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         if cls._shared is None or cls._shared.process.poll() is not None:
             cls._shared = cls()
             atexit.register(cls._shared.stop)

@@ -4,21 +4,14 @@ The route never does slow work: it checks the request, hands the upload to
 the job runner and answers (SPEC section 1).
 """
 
-import hmac
+from datetime import datetime, timezone
+from typing import Any
 
 from popeye.config import Settings
 from popeye.jobs import JobRunner, Unavailable
+from popeye.journal import STATES
 from popeye.uploads import Refused, UploadRoot, confine, is_complete
-from popeye.web.routing import Application, HTTPError, Request
-
-
-def check_token(request: Request, expected: str) -> None:
-    """``notify_token``, when set, must arrive as ``token`` or ``X-Popeye-Token``."""
-    if not expected:
-        return
-    given = request.query.get("token") or request.header("X-Popeye-Token") or ""
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
-        raise HTTPError("Missing or wrong token", status=403)
+from popeye.web.routing import Application, HTTPError, Request, check_token
 
 
 def processor_app(settings: Settings, runner: JobRunner) -> Application:
@@ -41,4 +34,42 @@ def processor_app(settings: Settings, runner: JobRunner) -> Application:
             raise HTTPError(str(refusal), status=503) from None
         return {"full_filename": path, "uuid": upload.uuid, "job": job}
 
-    return Application([("/process/?", process)])
+    def status(request: Request) -> dict[str, Any]:
+        """One job as the journal has it: state, step, bytes sent, retries."""
+        check_token(request, settings.notify_token)
+        uuid = request.query.get("uuid")
+        if not uuid:
+            raise HTTPError("Missing uuid param", status=400)
+        entry = runner.journal.get(uuid)
+        if entry is None:
+            raise HTTPError(f"No job for {uuid}", status=404)
+        return job_view(entry)
+
+    def jobs(request: Request) -> dict[str, Any]:
+        """Recent jobs, newest first, optionally of one state."""
+        check_token(request, settings.notify_token)
+        state = request.query.get("state") or None
+        if state is not None and state not in STATES:
+            raise HTTPError(f"state must be one of {', '.join(STATES)}", status=400)
+        try:
+            limit = min(max(int(request.query.get("limit", "50")), 1), MAX_JOBS)
+        except ValueError:
+            raise HTTPError("limit must be a whole number", status=400) from None
+        return {"jobs": [job_view(e) for e in runner.journal.recent(state, limit)]}
+
+    return Application([("/process/?", process), ("/status/?", status), ("/jobs/?", jobs)])
+
+
+#: The most jobs one ``/processor/jobs`` answer lists.
+MAX_JOBS = 500
+
+
+def job_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """A journal entry for people: timestamps in ISO 8601 UTC, progress in percent."""
+    view = dict(entry)
+    for key in ("created", "updated", "finished"):
+        if view[key] is not None:
+            view[key] = datetime.fromtimestamp(view[key], timezone.utc).isoformat(timespec="seconds")
+    total = view["bytes_total"]
+    view["progress"] = round(100 * view["bytes_done"] / total, 1) if total else None
+    return view

@@ -7,6 +7,7 @@ routes read as they did.  A handler is a callable taking the :class:`Request`
 ``web.ctx``) and returning a JSON-able object, or raising :class:`HTTPError`.
 """
 
+import hmac
 import json
 import logging
 import re
@@ -119,13 +120,33 @@ class Application:
         return None
 
 
-def json_response(start_response, status: int, body: Any) -> list[bytes]:
-    payload = json.dumps(body).encode("utf-8")
+@dataclass
+class Response:
+    """What a handler returns when a plain JSON-able object (200) will not do:
+    another status, or a body that is not JSON (``bytes`` with its type)."""
+
+    body: Any
+    status: int = 200
+    content_type: str = "application/json"
+
+
+def json_response(start_response, status: int, body: Any, content_type: str = "application/json") -> list[bytes]:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
     start_response(
         f"{status} {HTTPStatus(status).phrase}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+        [("Content-Type", content_type), ("Content-Length", str(len(payload)))],
     )
     return [payload]
+
+
+def check_token(request: "Request", expected: str) -> None:
+    """``notify_token``, when set, must arrive as ``token`` or ``X-Popeye-Token``
+    (compared in constant time)."""
+    if not expected:
+        return
+    given = request.query.get("token") or request.header("X-Popeye-Token") or ""
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise HTTPError("Missing or wrong token", status=403)
 
 
 class WSGIApp:
@@ -162,9 +183,12 @@ class WSGIApp:
             ok, status, body = False, 500, HTTPError("Internal error; see the server log").body()
         else:
             ok, status = True, 200
+        content_type = "application/json"
+        if isinstance(body, Response):
+            body, status, content_type = body.body, body.status, body.content_type
         try:
             request.finish(ok)
         except Exception:
             log.exception("%s %s: closing the database session failed", environ.get("REQUEST_METHOD"), path)
-            status, body = 500, HTTPError("Internal error; see the server log").body()
-        return json_response(start_response, status, body)
+            status, body, content_type = 500, HTTPError("Internal error; see the server log").body(), "application/json"
+        return json_response(start_response, status, body, content_type)
