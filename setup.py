@@ -27,6 +27,7 @@ setup(
         "prometheus_client>=0.17,<1",
         "rich>=13,<15",
     ],
+    entry_points={"console_scripts": ["popeye-admin = popeye.cli:main"]},
     extras_require={
         "test": [
             "moto[server]>=5,<6",

@@ -59,9 +59,15 @@ class Health:
     def journal_writable(self) -> None:
         self.journal.check_writable()
 
-    def upload_dir(self) -> None:
-        if not os.access(self.settings.upload_dir, os.R_OK | os.W_OK | os.X_OK):
-            raise PermissionError(f"{self.settings.upload_dir} is missing or not readable and writable")
+    def upload_dir(self) -> str:
+        path = self.settings.upload_dir
+        if os.path.isdir(path):
+            if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError(f"{path} is not readable and writable")
+            return "ok"
+        if not os.access(os.path.dirname(path), os.W_OK | os.X_OK):
+            raise FileNotFoundError(f"{path} is missing and cannot be created")
+        return "missing; created when the service starts"
 
     def report(self) -> dict[str, Any]:
         """``{"ready": bool, "checks": {name: {"ok", "detail", "seconds"}}}``."""
@@ -75,10 +81,10 @@ class Health:
         ):
             started = time.monotonic()
             try:
-                check()
+                detail = check() or "ok"
             except Exception as exc:
                 checks[name] = {"ok": False, "detail": describe(exc)}
             else:
-                checks[name] = {"ok": True, "detail": "ok"}
+                checks[name] = {"ok": True, "detail": detail}
             checks[name]["seconds"] = round(time.monotonic() - started, 3)
         return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}

@@ -22,6 +22,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from popeye import notify, storage, workflow
@@ -40,6 +41,38 @@ JOURNAL_KEEP_SECONDS = 30 * 24 * 3600
 
 class Unavailable(Exception):
     """No job can be accepted now (queue full, or the runner is stopping)."""
+
+
+def backends_for(settings: Settings, journal: Journal, metrics: Metrics, cancel: threading.Event) -> Backends:
+    """What jobs talk to, built from the settings (clients are made here,
+    when the runner starts, never at import)."""
+    return Backends(
+        store=storage.from_settings(settings),
+        workflow=workflow.from_settings(settings),
+        notifier=notify.from_settings(settings),
+        bucket=settings.bucket_name,
+        journal=journal,
+        metrics=metrics,
+        retry_budget=settings.retry_budget,
+        cancel=cancel,
+    )
+
+
+def run_one(settings: Settings, session_factory, journal: Journal, upload: Upload) -> str:
+    """One job in the calling thread, as the runner runs it (``execute``, and
+    ``handle_error`` on failure), for ``popeye-admin process``.  The upload
+    must have been admitted to the journal; returns its final state."""
+    worker = Worker(
+        session_factory,
+        log,
+        {"full_filename": upload.path},
+        backends_for(settings, journal, Metrics(), threading.Event()),
+    )
+    try:
+        worker.execute()
+    except Exception:
+        worker.handle_error(Failure())
+    return journal.get(upload.uuid)["state"]
 
 
 class JobRunner(Service):
@@ -75,16 +108,7 @@ class JobRunner(Service):
     def startService(self) -> None:
         super().startService()
         self.cancel.clear()
-        self.backends = Backends(
-            store=storage.from_settings(self.settings),
-            workflow=workflow.from_settings(self.settings),
-            notifier=notify.from_settings(self.settings),
-            bucket=self.settings.bucket_name,
-            journal=self.journal,
-            metrics=self.metrics,
-            retry_budget=self.settings.retry_budget,
-            cancel=self.cancel,
-        )
+        self.backends = backends_for(self.settings, self.journal, self.metrics, self.cancel)
         self.pool = ThreadPool(minthreads=0, maxthreads=self.settings.worker_threads, name="popeye-jobs")
         self.pool.start()
         self.accepting = True

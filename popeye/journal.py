@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 QUEUED = "queued"
@@ -44,6 +45,17 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, updated);
 """
+
+
+def job_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """A journal entry for people: timestamps in ISO 8601 UTC, progress in percent."""
+    view = dict(entry)
+    for key in ("created", "updated", "finished"):
+        if view[key] is not None:
+            view[key] = datetime.fromtimestamp(view[key], timezone.utc).isoformat(timespec="seconds")
+    total = view["bytes_total"]
+    view["progress"] = round(100 * view["bytes_done"] / total, 1) if total else None
+    return view
 
 
 class QueueFull(Exception):

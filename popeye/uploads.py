@@ -7,6 +7,8 @@ configured upload directory, after following symlinks.
 
 import json
 import os
+import shutil
+import time
 from dataclasses import dataclass
 
 #: Files a job writes or reads beside the upload; never an upload themselves.
@@ -119,3 +121,23 @@ def is_complete(upload: Upload) -> bool:
         return False
     length = info.get("finalLength")
     return isinstance(length, int) and info.get("offset") == length == size
+
+
+def write_upload(upload_dir: str, file_id: str, source: str, uid: str, client_path: str,
+                 link: bool = False) -> Upload:
+    """Lay down an upload as Brewtus does (see ``shared/fixtures``): the bytes
+    of ``source`` (copied, or hard-linked with ``link``), its info JSON and
+    the client's metadata JSON.  For trying Popeye without Brewtus."""
+    os.makedirs(upload_dir, exist_ok=True)
+    upload = Upload(os.path.join(upload_dir, file_id))
+    (os.link if link else shutil.copyfile)(source, upload.path)
+    size = os.path.getsize(upload.path)
+    now = int(time.time() * 1000)
+    info = {"uid": uid, "fileId": file_id, "fileExt": os.path.splitext(client_path)[1] or ".unknown",
+            "finalLength": size, "state": "patched", "createdOn": now, "offset": size, "patchedOn": now,
+            "bytesReceived": size}
+    metadata = {"file": {"Path": client_path, "Size": size}, "skip_faces": False, "try_photos": False}
+    for path, document in ((upload.info_path, info), (upload.metadata_path, metadata)):
+        with open(path, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, ensure_ascii=False)
+    return upload

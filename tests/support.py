@@ -403,19 +403,18 @@ def fixture_md5() -> str:
 
 def write_brewtus_upload(upload_dir: str, file_id: str, data: bytes, uid: str, client_path: str = "clip.mp4",
                          link_from: str | None = None) -> str:
-    """An upload shaped as Brewtus leaves one (see the fixtures), with our own
-    bytes: distinct content per upload, so none is a duplicate of another.
-    With ``link_from`` the upload is a hard link to that file instead (big
-    benchmark files are then neither copied nor evicted from the page cache)."""
-    os.makedirs(upload_dir, exist_ok=True)
-    path = os.path.join(upload_dir, file_id)
-    if link_from:
-        os.link(link_from, path)
-    else:
-        Path(path).write_bytes(data)
-    size = os.path.getsize(path)
-    info = {"uid": uid, "fileId": file_id, "fileExt": ".mp4", "finalLength": size, "offset": size,
-            "state": "patched", "createdOn": 0, "patchedOn": 0, "bytesReceived": size}
-    Path(path + ".json").write_text(json.dumps(info))
-    Path(path + "_metadata.json").write_text(json.dumps({"file": {"Path": client_path}, "skip_faces": False}))
-    return path
+    """An upload shaped as Brewtus leaves one, with our own bytes: distinct
+    content per upload, so none is a duplicate of another.  With ``link_from``
+    the upload is a hard link to that file instead (big benchmark files are
+    then neither copied nor evicted from the page cache)."""
+    from popeye.uploads import write_upload
+
+    if link_from is None:
+        link_from = os.path.join(upload_dir, f".{file_id}.source")
+        os.makedirs(upload_dir, exist_ok=True)
+        Path(link_from).write_bytes(data)
+        try:
+            return write_upload(upload_dir, file_id, link_from, uid, client_path, link=True).path
+        finally:
+            os.unlink(link_from)
+    return write_upload(upload_dir, file_id, link_from, uid, client_path, link=True).path

@@ -4,12 +4,11 @@ The route never does slow work: it checks the request, hands the upload to
 the job runner and answers (SPEC section 1).
 """
 
-from datetime import datetime, timezone
 from typing import Any
 
 from popeye.config import Settings
 from popeye.jobs import JobRunner, Unavailable
-from popeye.journal import STATES
+from popeye.journal import STATES, job_view
 from popeye.uploads import Refused, UploadRoot, confine, is_complete
 from popeye.web.routing import Application, HTTPError, Request, check_token
 
@@ -62,14 +61,3 @@ def processor_app(settings: Settings, runner: JobRunner) -> Application:
 
 #: The most jobs one ``/processor/jobs`` answer lists.
 MAX_JOBS = 500
-
-
-def job_view(entry: dict[str, Any]) -> dict[str, Any]:
-    """A journal entry for people: timestamps in ISO 8601 UTC, progress in percent."""
-    view = dict(entry)
-    for key in ("created", "updated", "finished"):
-        if view[key] is not None:
-            view[key] = datetime.fromtimestamp(view[key], timezone.utc).isoformat(timespec="seconds")
-    total = view["bytes_total"]
-    view["progress"] = round(100 * view["bytes_done"] / total, 1) if total else None
-    return view
