@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.11",
     packages=["popeye", "popeye.web", "popeye.etc", "twisted.plugins"],
     package_dir={"popeye.etc": "etc"},
-    package_data={"popeye.etc": ["*.config", "apache/*"]},
+    package_data={"popeye.etc": ["*.config", "apache/*", "systemd/*", "logrotate/*"]},
     install_requires=[
         "Twisted>=23.10",
         "boto3>=1.28,<2",

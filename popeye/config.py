@@ -25,6 +25,7 @@ BASE_FILE = "popeye.config"
 STORAGES = ("s3", "local")
 WORKFLOWS = ("swf", "stepfunctions", "spool")
 NOTIFIERS = ("sqs", "log")
+LOG_FORMATS = ("legacy", "json")
 
 
 class ConfigError(Exception):
@@ -46,6 +47,7 @@ class Settings:
     # Legacy keys (SPEC section 6).
     logfile: str = "var/log/popeye.log"
     loglevel: int = logging.INFO
+    log_format: str = "legacy"
     app_name: str = "popeye"
     db_name: str = ""
     db_user: str = ""
@@ -197,7 +199,12 @@ _PATH_KEYS = ("logfile", "access_log", "upload_dir", "state_dir", "local_storage
 
 
 def _validate(s: Settings) -> None:
-    for key, allowed in (("storage", STORAGES), ("workflow", WORKFLOWS), ("notifier", NOTIFIERS)):
+    for key, allowed in (
+        ("storage", STORAGES),
+        ("workflow", WORKFLOWS),
+        ("notifier", NOTIFIERS),
+        ("log_format", LOG_FORMATS),
+    ):
         if getattr(s, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, not {getattr(s, key)!r}")
     if s.worker_threads < 1:

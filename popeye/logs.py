@@ -5,7 +5,9 @@ stderr, which mod_wsgi sends to the error log.  Each job also writes its own
 ``<base>.log`` through a logger named ``popeye.<uuid>``.
 """
 
+import json
 import logging
+import logging.handlers
 import os
 
 LEGACY_FORMAT = (
@@ -17,6 +19,27 @@ ROOT = "popeye"
 
 def legacy_formatter() -> logging.Formatter:
     return logging.Formatter(LEGACY_FORMAT)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object a line, for log shippers (``log_format: "json"``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "module": record.module,
+            "line": record.lineno,
+            "function": record.funcName,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, ensure_ascii=False)
+
+
+FORMATTERS = {"legacy": legacy_formatter, "json": JSONFormatter}
 
 
 class TwistedLogHandler(logging.Handler):
@@ -31,11 +54,12 @@ class TwistedLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def configure(logfile: str, level: int, host_handler: logging.Handler) -> logging.Logger:
+def configure(logfile: str, level: int, host_handler: logging.Handler, log_format: str = "legacy") -> logging.Logger:
     """Point the ``popeye`` logger at ``logfile`` and the host's log.
 
-    Handlers installed by an earlier call are replaced, so building the
-    service twice in one process (tests) does not double every line.
+    ``logfile`` is reopened when logrotate moves it away.  Handlers installed
+    by an earlier call are replaced, so building the service twice in one
+    process (tests) does not double every line.
     """
     logger = logging.getLogger(ROOT)
     for old in list(logger.handlers):
@@ -44,9 +68,9 @@ def configure(logfile: str, level: int, host_handler: logging.Handler) -> loggin
     handlers = [host_handler]
     if logfile:
         os.makedirs(os.path.dirname(logfile), exist_ok=True)
-        handlers.append(logging.FileHandler(logfile, encoding="utf-8"))
+        handlers.append(logging.handlers.WatchedFileHandler(logfile, encoding="utf-8"))
     for handler in handlers:
-        handler.setFormatter(legacy_formatter())
+        handler.setFormatter(FORMATTERS[log_format]())
         logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -54,7 +54,7 @@ def makeService(options: Options) -> MultiService:
         settings = load_settings(options["config-dir"], options["deployment"])
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
-    logs.configure(settings.logfile, settings.loglevel, logs.TwistedLogHandler())
+    logs.configure(settings.logfile, settings.loglevel, logs.TwistedLogHandler(), settings.log_format)
     app, runner = build(settings, reactor)
 
     root = MultiService()

@@ -57,7 +57,7 @@ def _application_for_mod_wsgi() -> WSGIApp:
     from twisted.internet.threads import blockingCallFromThread
 
     settings = load_settings()
-    logs.configure(settings.logfile, settings.loglevel, logging.StreamHandler(sys.stderr))
+    logs.configure(settings.logfile, settings.loglevel, logging.StreamHandler(sys.stderr), settings.log_format)
     crochet.setup()
     from twisted.internet import reactor
 
