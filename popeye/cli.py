@@ -29,7 +29,15 @@ from popeye.health import Health
 from popeye.jobs import run_one
 from popeye.journal import STATES, Journal, job_view
 from popeye.models import User
-from popeye.uploads import Refused, UploadRoot, confine, is_complete, write_upload
+from popeye.uploads import (
+    Refused,
+    UploadRoot,
+    confine,
+    is_complete,
+    restore_from_errors,
+    uploads_in_errors,
+    write_upload,
+)
 
 console = Console()
 
@@ -142,23 +150,15 @@ def retry(settings: Settings, args) -> int:
 
 def retry_one(settings: Settings, url: str | None, file_id: str) -> str:
     """Move an upload's files back from ``errors/`` and queue it again."""
-    errors = os.path.join(settings.upload_dir, "errors")
-    names = [file_id, file_id + ".json", file_id + "_metadata.json", file_id + ".log"]
-    present = [n for n in names if os.path.exists(os.path.join(errors, n))]
-    if file_id not in present:
-        raise SystemExit(f"{file_id} is not in {errors}")
-    for name in present:
-        target = os.path.join(settings.upload_dir, name)
-        if os.path.exists(target):
-            raise SystemExit(f"{target} exists; not overwriting it")
-        os.rename(os.path.join(errors, name), target)
-    return queue(settings, service_url(settings, url), os.path.join(settings.upload_dir, file_id))
+    try:
+        path = restore_from_errors(settings.upload_dir, file_id)
+    except Refused as refusal:
+        raise SystemExit(refusal.message) from None
+    return queue(settings, service_url(settings, url), path)
 
 
 def reprocess_errors(settings: Settings, args) -> int:
-    errors = os.path.join(settings.upload_dir, "errors")
-    names = os.listdir(errors) if os.path.isdir(errors) else []
-    uploads = sorted(n for n in names if n + ".json" in names)  # an upload is a file with its info beside it
+    uploads = uploads_in_errors(settings.upload_dir)
     for file_id in uploads:
         console.print(f"{file_id}: {retry_one(settings, args.url, file_id)}")
     console.print(f"{len(uploads)} upload(s) queued again")

@@ -141,3 +141,29 @@ def write_upload(upload_dir: str, file_id: str, source: str, uid: str, client_pa
         with open(path, "w", encoding="utf-8") as stream:
             json.dump(document, stream, ensure_ascii=False)
     return upload
+
+
+def uploads_in_errors(upload_dir: str) -> list[str]:
+    """The file ids of failed uploads in ``errors/`` (a file with its info beside it)."""
+    errors = os.path.join(upload_dir, "errors")
+    names = os.listdir(errors) if os.path.isdir(errors) else []
+    return sorted(n for n in names if n + ".json" in names)
+
+
+def restore_from_errors(upload_dir: str, file_id: str) -> str:
+    """Move a failed upload's files back from ``errors/``; its path.
+
+    Refuses (leaving everything in place) when the upload is not there or a
+    file of the same name already waits in the upload directory.
+    """
+    errors = os.path.join(upload_dir, "errors")
+    if file_id not in uploads_in_errors(upload_dir):
+        raise Refused(f"{file_id} is not in {errors}", status=404)
+    names = [n for n in (file_id, file_id + ".json", file_id + "_metadata.json", file_id + ".log")
+             if os.path.exists(os.path.join(errors, n))]
+    for name in names:
+        if os.path.exists(os.path.join(upload_dir, name)):
+            raise Refused(f"{os.path.join(upload_dir, name)} exists; not overwriting it", status=409)
+    for name in names:
+        os.rename(os.path.join(errors, name), os.path.join(upload_dir, name))
+    return os.path.join(upload_dir, file_id)

@@ -17,6 +17,7 @@ from popeye.health import Health
 from popeye.database import open_database
 from popeye.jobs import JobRunner
 from popeye.journal import Journal
+from popeye.web.dashboard import dashboard_app
 from popeye.web.dev import dev_app
 from popeye.web.ops import ops_app
 from popeye.web.processor import processor_app
@@ -32,6 +33,7 @@ def make_app(settings: Settings, session_factory, runner: JobRunner) -> WSGIApp:
             ("/dev", dev_app),
             ("/processor", processor_app(settings, runner)),
             ("", ops_app(settings, runner, health)),
+            ("", dashboard_app(settings, runner, health)),
         ]
     )
     return WSGIApp(routes, session_factory)

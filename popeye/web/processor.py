@@ -5,12 +5,13 @@ the job runner and answers (SPEC section 1).
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
 from popeye.config import Settings
 from popeye.jobs import JobRunner, Unavailable
 from popeye.journal import STATES, job_view
-from popeye.uploads import Refused, UploadRoot, confine, is_complete
-from popeye.web.routing import Application, HTTPError, Request, check_token
+from popeye.uploads import Refused, UploadRoot, confine, is_complete, restore_from_errors
+from popeye.web.routing import Application, HTTPError, Request, Response, accepts_post, check_token
 
 
 def processor_app(settings: Settings, runner: JobRunner) -> Application:
@@ -56,7 +57,31 @@ def processor_app(settings: Settings, runner: JobRunner) -> Application:
             raise HTTPError("limit must be a whole number", status=400) from None
         return {"jobs": [job_view(e) for e in runner.journal.recent(state, limit)]}
 
-    return Application([("/process/?", process), ("/status/?", status), ("/jobs/?", jobs)])
+    @accepts_post
+    def retry(request: Request) -> Response:
+        """Move a failed upload back from ``errors/`` and queue it again (the
+        dashboard's retry button; ``next=dashboard`` answers with a redirect)."""
+        check_token(request, settings.notify_token)
+        uuid = request.query.get("uuid")
+        if not uuid:
+            raise HTTPError("Missing uuid param", status=400)
+        try:
+            path = restore_from_errors(settings.upload_dir, uuid)
+        except Refused as refusal:
+            raise HTTPError(refusal.message, status=refusal.status) from None
+        try:
+            job = runner.submit(confine(path, upload_root))
+        except (Refused, Unavailable) as refusal:
+            raise HTTPError(str(refusal), status=503) from None
+        if request.query.get("next") == "dashboard":
+            token = request.query.get("token")
+            location = "/dashboard" + (f"?{urlencode({'token': token})}" if token else "")
+            return Response({"uuid": uuid, "job": job}, status=303, headers=[("Location", location)])
+        return Response({"uuid": uuid, "job": job})
+
+    return Application(
+        [("/process/?", process), ("/status/?", status), ("/jobs/?", jobs), ("/retry/?", retry)]
+    )
 
 
 #: The most jobs one ``/processor/jobs`` answer lists.

@@ -30,6 +30,12 @@ MAX_PATH = 1024
 MAX_QUERY = 4096
 
 
+def accepts_post(handler: Handler) -> Handler:
+    """Marks a handler that changes state: it answers POST, not GET."""
+    handler.methods = ("POST",)
+    return handler
+
+
 def computes_only(handler: Handler) -> Handler:
     """Marks a handler that neither blocks nor touches the database or the
     disk, so a host may run it on its event loop (see popeye.web.container)."""
@@ -128,13 +134,15 @@ class Response:
     body: Any
     status: int = 200
     content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-def json_response(start_response, status: int, body: Any, content_type: str = "application/json") -> list[bytes]:
+def json_response(start_response, status: int, body: Any, content_type: str = "application/json",
+                  headers: list[tuple[str, str]] = ()) -> list[bytes]:
     payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
     start_response(
         f"{status} {HTTPStatus(status).phrase}",
-        [("Content-Type", content_type), ("Content-Length", str(len(payload)))],
+        [("Content-Type", content_type), ("Content-Length", str(len(payload))), *headers],
     )
     return [payload]
 
@@ -165,14 +173,15 @@ class WSGIApp:
         return len(path) <= MAX_PATH and getattr(self.routes.resolve(path), "inline", False)
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") != "GET":
-            return json_response(start_response, 405, HTTPError("Only GET is supported").body())
         path = environ.get("PATH_INFO") or "/"
         if len(path) > MAX_PATH or len(environ.get("QUERY_STRING", "")) > MAX_QUERY:
             return json_response(start_response, 414, HTTPError("Request URI too long").body())
         handler = self.routes.resolve(path)
         if handler is None:
             return json_response(start_response, 404, HTTPError(f"No route for {path}").body())
+        allowed = getattr(handler, "methods", ("GET",))
+        if environ.get("REQUEST_METHOD") not in allowed:
+            return json_response(start_response, 405, HTTPError(f"Only {', '.join(allowed)} is supported").body())
         request = Request(environ, self.session_factory)
         try:
             body = handler(request)
@@ -183,12 +192,12 @@ class WSGIApp:
             ok, status, body = False, 500, HTTPError("Internal error; see the server log").body()
         else:
             ok, status = True, 200
-        content_type = "application/json"
+        content_type, headers = "application/json", []
         if isinstance(body, Response):
-            body, status, content_type = body.body, body.status, body.content_type
+            body, status, content_type, headers = body.body, body.status, body.content_type, body.headers
         try:
             request.finish(ok)
         except Exception:
             log.exception("%s %s: closing the database session failed", environ.get("REQUEST_METHOD"), path)
             status, body, content_type = 500, HTTPError("Internal error; see the server log").body(), "application/json"
-        return json_response(start_response, status, body, content_type)
+        return json_response(start_response, status, body, content_type, headers)
