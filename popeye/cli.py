@@ -35,6 +35,7 @@ from popeye.uploads import (
     confine,
     is_complete,
     restore_from_errors,
+    return_to_errors,
     uploads_in_errors,
     write_upload,
 )
@@ -73,7 +74,10 @@ def notify(settings: Settings, url: str | None, path: str) -> dict | None:
         with urllib.request.urlopen(request, timeout=30) as reply:
             return json.loads(reply.read())
     except urllib.error.HTTPError as error:
-        return json.loads(error.read() or b"{}")
+        try:
+            return json.loads(error.read() or b"{}")
+        except ValueError:
+            return {"error": True, "message": f"HTTP {error.code} from {url}"}
     except OSError:
         return None
 
@@ -82,10 +86,13 @@ def queue(settings: Settings, url: str | None, path: str) -> str:
     """Hand ``path`` to the service, or to the journal when it is down."""
     reply = notify(settings, url, path)
     if reply is not None:
-        if reply.get("error"):
-            raise SystemExit(f"refused: {reply.get('message')}")
-        return f"queued by the service ({reply.get('job')})"
-    upload = confine(path, UploadRoot(settings.upload_dir))
+        if reply.get("error") or "job" not in reply:
+            raise SystemExit(f"refused: {reply.get('message', reply)}")
+        return f"queued by the service ({reply['job']})"
+    try:
+        upload = confine(path, UploadRoot(settings.upload_dir))
+    except Refused as refusal:
+        raise SystemExit(f"refused: {refusal.message}") from None
     state, _ = journal_of(settings).admit(upload.uuid, upload.path, capacity=UNBOUNDED)
     return f"{state} in the journal; the service runs it at its next sweep or start"
 
@@ -154,7 +161,11 @@ def retry_one(settings: Settings, url: str | None, file_id: str) -> str:
         path = restore_from_errors(settings.upload_dir, file_id)
     except Refused as refusal:
         raise SystemExit(refusal.message) from None
-    return queue(settings, service_url(settings, url), path)
+    try:
+        return queue(settings, service_url(settings, url), path)
+    except BaseException:
+        return_to_errors(settings.upload_dir, file_id)
+        raise
 
 
 def reprocess_errors(settings: Settings, args) -> int:

@@ -27,7 +27,7 @@ from twisted.python.threadpool import ThreadPool
 
 from popeye import notify, storage, workflow
 from popeye.config import Settings
-from popeye.journal import ACTIVE, BUSY, Journal, QueueFull
+from popeye.journal import ACTIVE, BUSY, QUEUED, Journal, QueueFull
 from popeye.metrics import Metrics
 from popeye.sweeper import finished_uploads
 from popeye.uploads import Upload
@@ -185,7 +185,7 @@ class JobRunner(Service):
         A failing sweep is logged and the next one runs as planned.
         """
         d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._sweep)
-        d.addCallback(lambda unfinished: [self._enqueue(e["uuid"], e["path"]) for e in unfinished])
+        d.addCallback(self._adopt)
         d.addErrback(lambda failure: log.error("sweep failed: %s", failure.getTraceback()))
         return d
 
@@ -201,7 +201,17 @@ class JobRunner(Service):
                 break
             log.warning("sweeper: %s was %s; %s", upload.uuid, "never notified" if entry is None else "busy", state)
         self.journal.prune(time.time() - JOURNAL_KEEP_SECONDS)
-        return self.journal.unfinished()
+        return [e for e in self.journal.unfinished() if e["state"] == QUEUED]
+
+    def _adopt(self, queued: list[dict]) -> None:
+        """Queue the journal's queued entries that no runner holds (left by a
+        process that stopped, or by ``popeye-admin`` while this one ran).
+        ``running`` entries belong to whoever runs them; each is checked
+        again here, since it may have ended since the sweep read it."""
+        for entry in queued:
+            current = self.journal.get(entry["uuid"])
+            if current is not None and current["state"] == QUEUED:
+                self._enqueue(entry["uuid"], entry["path"])
 
     def _enqueue(self, uuid: str, path: str) -> None:
         if uuid in self.active or any(queued == uuid for queued, _ in self.queue):

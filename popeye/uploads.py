@@ -150,6 +150,19 @@ def uploads_in_errors(upload_dir: str) -> list[str]:
     return sorted(n for n in names if n + ".json" in names)
 
 
+def _companions(file_id: str) -> tuple[str, ...]:
+    return (file_id, file_id + ".json", file_id + "_metadata.json", file_id + ".log")
+
+
+def return_to_errors(upload_dir: str, file_id: str) -> None:
+    """Undo :func:`restore_from_errors` when the upload could not be queued,
+    so it stays where retries look for it."""
+    errors = os.path.join(upload_dir, "errors")
+    for name in _companions(file_id):
+        if os.path.exists(os.path.join(upload_dir, name)):
+            os.rename(os.path.join(upload_dir, name), os.path.join(errors, name))
+
+
 def restore_from_errors(upload_dir: str, file_id: str) -> str:
     """Move a failed upload's files back from ``errors/``; its path.
 
@@ -159,8 +172,7 @@ def restore_from_errors(upload_dir: str, file_id: str) -> str:
     errors = os.path.join(upload_dir, "errors")
     if file_id not in uploads_in_errors(upload_dir):
         raise Refused(f"{file_id} is not in {errors}", status=404)
-    names = [n for n in (file_id, file_id + ".json", file_id + "_metadata.json", file_id + ".log")
-             if os.path.exists(os.path.join(errors, n))]
+    names = [n for n in _companions(file_id) if os.path.exists(os.path.join(errors, n))]
     for name in names:
         if os.path.exists(os.path.join(upload_dir, name)):
             raise Refused(f"{os.path.join(upload_dir, name)} exists; not overwriting it", status=409)

@@ -310,13 +310,14 @@ class Worker(Background):
 
     def check_files(self) -> None:
         """Step 2: main, info and metadata exist and are readable.  The route
-        confined main to the upload directory; its companions must not lead
-        out of it either, so they may not be symlinks."""
+        confined main (symlinks resolved) when it admitted the job; none of
+        the three may be a symlink now, or a file swapped in while the job
+        waited could lead out of the upload directory."""
         for label in ("main", "info", "metadata"):
             path = self.files[label]["ifile"]
             if not (os.path.isfile(path) and os.access(path, os.R_OK)):
                 raise JobError(f"{label} file {path} is missing or unreadable")
-            if label != "main" and os.path.islink(path):
+            if os.path.islink(path):
                 raise JobError(f"{label} file {path} is a symlink; refusing to follow it")
 
     def parse_files(self) -> None:

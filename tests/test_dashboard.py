@@ -91,8 +91,15 @@ class DashboardTests(TestCase):
                    30, "the retried job")
         self.assertEqual(os.listdir(os.path.join(self.upload_dir, "errors")), [])
 
-    def test_retry_is_post_only_and_refuses_what_is_not_in_errors(self):
-        self.assertEqual(self.server.get(f"/processor/retry?uuid={UNKNOWN_USER_UPLOAD}")[0], 405)
+    def test_retry_is_post_only_same_origin_and_refuses_what_is_not_in_errors(self):
+        status, headers, _body = self.server.get(f"/processor/retry?uuid={UNKNOWN_USER_UPLOAD}")
+        self.assertEqual((status, headers["Allow"]), (405, "POST"))
+        cross_site = urllib.request.Request(self.server.url + f"/processor/retry?uuid={UNKNOWN_USER_UPLOAD}",
+                                            method="POST", headers={"Origin": "http://evil.example"})
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(cross_site, timeout=10)
+        self.assertEqual(caught.exception.code, 403)
+        self.assertIn(UNKNOWN_USER_UPLOAD, os.listdir(os.path.join(self.upload_dir, "errors")))
         request = urllib.request.Request(self.server.url + "/processor/retry?uuid=nothing", method="POST")
         with self.assertRaises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=10)

@@ -14,6 +14,7 @@ from twisted.trial.unittest import TestCase
 from popeye.journal import QueueFull, Journal
 from popeye.retry import Interrupted, call_with_retries, is_transient
 from popeye.sweeper import finished_uploads
+from popeye.uploads import Refused, restore_from_errors, return_to_errors, uploads_in_errors
 from tests.support import ANN, UNICODE_UPLOAD, copy_upload, write_brewtus_upload
 
 
@@ -178,6 +179,31 @@ class TransientTests(TestCase):
 
         with self.assertRaises(Interrupted):
             call_with_retries(step, 300, cancel, lambda *_: None)
+
+
+class ErrorsDirectoryTests(TestCase):
+    def test_restore_then_return_leaves_a_failed_upload_where_retries_look(self):
+        upload_dir = os.path.abspath(self.mktemp())
+        path = copy_upload(UNICODE_UPLOAD, os.path.join(upload_dir, "errors"))
+        with open(path + ".log", "w") as f:
+            f.write("failed at step check_duplicates")
+        self.assertEqual(uploads_in_errors(upload_dir), [UNICODE_UPLOAD])
+        self.assertEqual(restore_from_errors(upload_dir, UNICODE_UPLOAD), os.path.join(upload_dir, UNICODE_UPLOAD))
+        self.assertEqual(uploads_in_errors(upload_dir), [])
+        self.assertEqual(len([n for n in os.listdir(upload_dir) if n.startswith(UNICODE_UPLOAD)]), 4)
+        return_to_errors(upload_dir, UNICODE_UPLOAD)  # queueing it failed
+        self.assertEqual(uploads_in_errors(upload_dir), [UNICODE_UPLOAD])
+        self.assertEqual(os.listdir(upload_dir), ["errors"])
+
+    def test_restore_refuses_to_overwrite_and_moves_nothing(self):
+        upload_dir = os.path.abspath(self.mktemp())
+        copy_upload(UNICODE_UPLOAD, os.path.join(upload_dir, "errors"))
+        copy_upload(UNICODE_UPLOAD, upload_dir)
+        with self.assertRaises(Refused):
+            restore_from_errors(upload_dir, UNICODE_UPLOAD)
+        self.assertEqual(uploads_in_errors(upload_dir), [UNICODE_UPLOAD])
+        with self.assertRaises(Refused):
+            restore_from_errors(upload_dir, "not-there")
 
 
 class SweeperTests(TestCase):

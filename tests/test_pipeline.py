@@ -309,6 +309,7 @@ class RerunTests(PipelineCase):
         self.journal.admit(UNICODE_UPLOAD, path, 100)
         for _ in range(10):
             self.journal.started(UNICODE_UPLOAD)
+        self.journal.requeued(UNICODE_UPLOAD)  # as the last of ten interrupted runs left it
         yield self.runner.sweep()  # picks up the queued entry no runner holds
         yield self.runner.wait(UNICODE_UPLOAD)
         self.assertEqual(self.journal.get(UNICODE_UPLOAD)["state"], "failed")
@@ -442,6 +443,20 @@ class FailureTests(PipelineCase):
 
         yield self.check_failed(UNICODE_UPLOAD, "check_files", link_info)
         self.assertIn("is a symlink; refusing to follow it", self.read_log())
+        self.assertNothingStarted()
+
+    @inlineCallbacks
+    def test_an_upload_swapped_for_a_symlink_while_queued_is_not_followed(self):
+        secret = os.path.join(self.work, "secret")
+        with open(secret, "w") as f:
+            f.write("not for upload")
+
+        def swap(path):
+            os.unlink(path)
+            os.symlink(secret, path)
+
+        yield self.check_failed(UNICODE_UPLOAD, "check_files", swap)
+        self.assertIn("main file", self.read_log())
         self.assertNothingStarted()
 
     @inlineCallbacks

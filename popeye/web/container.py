@@ -36,8 +36,8 @@ def run_app(app, environ: dict[str, Any]) -> Reply:
     chunks: list[bytes] = []
 
     def start_response(status: str, headers, exc_info=None):
-        if exc_info and started:
-            raise exc_info[1].with_traceback(exc_info[2])
+        # Nothing is sent before the app returns, so a later call (an error
+        # page, with exc_info) simply replaces the status and headers.
         started[:] = [status, headers]
         return chunks.append
 
@@ -84,8 +84,8 @@ class WSGIContainer(Resource):
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
             "QUERY_STRING": query.decode("latin-1"),
-            "SERVER_NAME": host.host,
-            "SERVER_PORT": str(host.port),
+            "SERVER_NAME": getattr(host, "host", "localhost"),  # a UNIX socket has neither
+            "SERVER_PORT": str(getattr(host, "port", 0)),
             "SERVER_PROTOCOL": request.clientproto.decode("latin-1"),
             "REMOTE_ADDR": getattr(client, "host", ""),
             "wsgi.version": (1, 0),
@@ -124,11 +124,18 @@ class WSGIContainer(Resource):
 
 
 class _WithoutQuery(proxyForInterface(IRequest, "_request")):  # type: ignore[misc]
-    """The request as the access log sees it: its URI without the query."""
+    """The request as the access log sees it: its URI and its Referer
+    (a dashboard URL carrying the token) without their query strings."""
 
     @property
     def uri(self) -> bytes:
         return self._request.uri.partition(b"?")[0]
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        value = self._request.getHeader(name)
+        if value is not None and name.lower() == b"referer":
+            return value.partition(b"?")[0]
+        return value
 
     # Not part of IRequest, but read by the combined log format.
     clientproto = property(lambda self: self._request.clientproto)

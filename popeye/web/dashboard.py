@@ -58,7 +58,8 @@ def dashboard_app(settings: Settings, runner: JobRunner, health: Health) -> Appl
 <tbody>{rows or '<tr><td colspan="9">no jobs yet</td></tr>'}</tbody></table>
 </body></html>
 """
-        return Response(html.encode("utf-8"), content_type="text/html; charset=utf-8")
+        return Response(html.encode("utf-8"), content_type="text/html; charset=utf-8",
+                        headers=[("Referrer-Policy", "no-referrer")])
 
     return Application([("/dashboard/?", page)])
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from popeye.config import Settings
 from popeye.jobs import JobRunner, Unavailable
 from popeye.journal import STATES, job_view
-from popeye.uploads import Refused, UploadRoot, confine, is_complete, restore_from_errors
+from popeye.uploads import Refused, UploadRoot, confine, is_complete, restore_from_errors, return_to_errors
 from popeye.web.routing import Application, HTTPError, Request, Response, accepts_post, check_token
 
 
@@ -72,7 +72,8 @@ def processor_app(settings: Settings, runner: JobRunner) -> Application:
         try:
             job = runner.submit(confine(path, upload_root))
         except (Refused, Unavailable) as refusal:
-            raise HTTPError(str(refusal), status=503) from None
+            return_to_errors(settings.upload_dir, uuid)
+            raise HTTPError(str(refusal), status=getattr(refusal, "status", 503)) from None
         if request.query.get("next") == "dashboard":
             token = request.query.get("token")
             location = "/dashboard" + (f"?{urlencode({'token': token})}" if token else "")

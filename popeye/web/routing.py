@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -147,6 +147,15 @@ def json_response(start_response, status: int, body: Any, content_type: str = "a
     return [payload]
 
 
+def same_origin(environ: dict[str, Any]) -> bool:
+    """A browser's POST from another site carries an Origin naming that site:
+    state-changing routes refuse it, whatever the token."""
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin:
+        return True  # not from a browser page (curl, popeye-admin)
+    return urlsplit(origin).netloc == environ.get("HTTP_HOST")
+
+
 def check_token(request: "Request", expected: str) -> None:
     """``notify_token``, when set, must arrive as ``token`` or ``X-Popeye-Token``
     (compared in constant time)."""
@@ -181,7 +190,10 @@ class WSGIApp:
             return json_response(start_response, 404, HTTPError(f"No route for {path}").body())
         allowed = getattr(handler, "methods", ("GET",))
         if environ.get("REQUEST_METHOD") not in allowed:
-            return json_response(start_response, 405, HTTPError(f"Only {', '.join(allowed)} is supported").body())
+            return json_response(start_response, 405, HTTPError(f"Only {', '.join(allowed)} is supported").body(),
+                                 headers=[("Allow", ", ".join(allowed))])
+        if "POST" in allowed and not same_origin(environ):
+            return json_response(start_response, 403, HTTPError("Cross-site request refused").body())
         request = Request(environ, self.session_factory)
         try:
             body = handler(request)
