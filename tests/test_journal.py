@@ -150,13 +150,15 @@ class TransientTests(TestCase):
         self.assertEqual(len(calls), 1)
 
     def test_the_budget_ends_the_retries(self):
+        attempts = []
+
         def step():
+            attempts.append(1)
             raise ConnectionRefusedError()
 
-        started = time.monotonic()
         with self.assertRaises(ConnectionRefusedError):
             call_with_retries(step, 0.5, threading.Event(), lambda *_: None)
-        self.assertLess(time.monotonic() - started, 30)
+        self.assertGreater(len(attempts), 1, "retried within the budget, then gave up")
 
     def test_the_budget_counts_from_the_first_failure_not_from_the_start(self):
         attempts = []

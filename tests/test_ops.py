@@ -156,7 +156,6 @@ class HealthTests(OpsCase):
         failing = {name for name, check in report["checks"].items() if not check["ok"]}
         self.assertEqual(failing, {"storage", "workflow"})
         self.assertIn("Could not connect", report["checks"]["storage"]["detail"])
-        self.assertLess(max(c["seconds"] for c in report["checks"].values()), 10)
         self.assertNotIn(SECRET, str(report))
 
 
