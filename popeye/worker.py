@@ -344,40 +344,42 @@ class Worker(Background):
         self.data["unique_hash"] = md5_of(self.upload.path, self.backends.cancel)
 
     def check_duplicates(self) -> Stop | None:
-        """Step 6: the user, and what to do if they already have this video."""
+        """Step 6: the user, and what to do if they already have this video.
+
+        Whatever it decides, it ends its transaction, so no lock is held on
+        the shared database while the job uploads."""
+        outcome = self._duplicate_outcome()
+        self.orm.commit()
+        return outcome
+
+    def _duplicate_outcome(self) -> Stop | None:
         uid = self.data["info"].get("uid")
         users = self.orm.scalars(select(User).where(User.uuid == uid)).all()
         if len(users) != 1:
             raise JobError(f"no single user with uuid {uid!r} (found {len(users)})")
         self.user = users[0]
-        own = self.orm.scalars(select(Media).where(Media.uuid == self.uuid)).one_or_none()
-        if own is not None:
+        if self.orm.scalars(select(Media).where(Media.uuid == self.uuid)).one_or_none() is not None:
             # An earlier attempt of this job got past store_db: whatever was
             # uploaded since, this upload is the one that row belongs to.
-            self.orm.commit()
             return None
         matches = self.orm.scalars(
             select(Media).where(Media.user_id == self.user.id, Media.unique_hash == self.data["unique_hash"])
         ).all()
         if not matches:
-            self.orm.commit()  # hold no transaction (and no locks) while hashing and uploading
             return None
         if len(matches) > 1:
             self.popeye_log.info("%s: %d media of this user share its hash", self.uuid, len(matches))
-            self.orm.commit()
             return Stop.DUPLICATE
         existing = matches[0]
         if existing.status in ("visible", "complete"):
             self.send_notice(EXISTING_TEMPLATE, existing, self._poster_uri(existing))
             existing.created_date = utcnow()
-            self.orm.commit()
             return Stop.DUPLICATE
         if existing.status == "failed":
             self._forget_failed(existing)
             return None
         if existing.status == "pending":
             self.send_notice(PENDING_TEMPLATE, existing, None)
-        self.orm.commit()
         return Stop.DUPLICATE
 
     def read_flags(self) -> None:
@@ -541,8 +543,7 @@ class Worker(Background):
         ):
             self.orm.execute(delete(model).where(column == media.id))
         self.orm.delete(media)
-        self.orm.commit()
-        self.popeye_log.info("%s: replaced failed media %s", self.uuid, media.uuid)
+        self.popeye_log.info("%s: replacing failed media %s", self.uuid, media.uuid)
 
     def _add_to_album(self, media: Media, album_uuid: str) -> None:
         albums = self.orm.scalars(select(Media).where(Media.uuid == album_uuid)).all()
