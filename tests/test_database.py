@@ -3,7 +3,7 @@
 import os
 
 from sqlalchemy import create_engine, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
 from twisted.trial.unittest import TestCase
 
 from popeye.config import Settings
@@ -74,8 +74,6 @@ class LegacyMySQLTests(TestCase):
             )
 
     def test_models_write_and_read_the_legacy_tables(self):
-        from sqlalchemy.orm import sessionmaker
-
         round_trip(self, sessionmaker(self.engine))
 
     def test_opening_a_mysql_database_creates_nothing(self):

@@ -37,7 +37,6 @@ from tests.support import (
     MotoServer,
     TwistdServer,
     embedded_config,
-    http_get,
     seed_users,
     wait_until,
     write_brewtus_upload,
